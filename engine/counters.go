@@ -1,0 +1,69 @@
+package engine
+
+import (
+	"github.com/sluice-project/sluice/packet"
+	"github.com/sluice-project/sluice/report"
+)
+
+// Report sums the counters of workers that evaluate pr, read at call time.
+// Tables and chains appear in file order, rules in chain order.
+func (pr *Program) Report(ws ...*Worker) *report.Report {
+	rep := &report.Report{MalformedBy: map[string]uint64{}}
+	for _, w := range ws {
+		rep.Packets += w.packets.Load()
+		rep.Accepted += w.verdicts[Accept].Load()
+		rep.Dropped += w.verdicts[Drop].Load()
+		rep.Hotdropped += w.verdicts[Hotdrop].Load()
+		rep.Malformed += w.verdicts[Malformed].Load()
+		rep.NotFiltered += w.verdicts[NotFiltered].Load()
+		for i := range w.bad {
+			if n := w.bad[i].Load(); n > 0 {
+				rep.MalformedBy[packet.Malformed(i).String()] += n
+			}
+		}
+	}
+	// A hotdrop is a drop too; malformed packets are dropped by the kernel
+	// before netfilter, and sluice drops them as well.
+	rep.Dropped += rep.Hotdropped + rep.Malformed
+	if len(rep.MalformedBy) == 0 {
+		rep.MalformedBy = nil
+	}
+	for f := packet.FamilyIPv4; f <= packet.FamilyIPv6; f++ {
+		fp := pr.fam[f]
+		if fp == nil {
+			continue
+		}
+		sum := func(i int32) uint64 {
+			var n uint64
+			for _, w := range ws {
+				if w.pr == pr {
+					n += w.ctr[f][i].Load()
+				}
+			}
+			return n
+		}
+		ci := 0
+		for _, t := range fp.rs.Tables {
+			rt := report.Table{Family: f.String(), Table: t.Name}
+			for range t.Chains {
+				c := &fp.chains[ci]
+				ci++
+				rc := report.Chain{Name: c.name, Policy: c.policy.String(), Rules: []report.Rule{}}
+				if c.builtin {
+					rc.PolicyPackets, rc.PolicyBytes = sum(c.ctr), sum(c.ctr+1)
+				}
+				for ri := c.start; ri < c.end; ri++ {
+					r := &fp.rules[ri]
+					rc.Rules = append(rc.Rules, report.Rule{Line: r.src.Line, Text: r.src.Text,
+						Packets: sum(r.ctr), Bytes: sum(r.ctr + 1)})
+				}
+				rt.Chains = append(rt.Chains, rc)
+			}
+			rep.Tables = append(rep.Tables, rt)
+		}
+	}
+	if rep.Tables == nil {
+		rep.Tables = []report.Table{}
+	}
+	return rep
+}

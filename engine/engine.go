@@ -1,0 +1,297 @@
+package engine
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/sluice-project/sluice/engine/jiffies"
+	"github.com/sluice-project/sluice/packet"
+	"github.com/sluice-project/sluice/rules"
+)
+
+// Config is what the engine needs besides the rules.
+type Config struct {
+	// Rules4 and Rules6 are the IPv4 and IPv6 rulesets; either may be nil,
+	// and frames of a family without a ruleset are not filtered.
+	Rules4, Rules6 *rules.Ruleset
+	// HZ is the kernel tick rate the rate matches count in.
+	HZ uint64
+	// InIface is the input interface name that -i compares against.
+	InIface string
+}
+
+// Program is a compiled, immutable ruleset pair. Workers evaluate it
+// concurrently; a reload compiles a new Program and swaps it in.
+type Program struct {
+	fam     [3]*familyProgram // by packet.Family
+	clock   jiffies.Clock
+	inIface [16]byte
+	state   *State
+}
+
+// Compile builds a Program. st carries the state of stateful matches and
+// the sets; now is the load time (the packet clock), which rate matches
+// start from, as the kernel's checkentry starts them at jiffies.
+func Compile(cfg Config, st *State, now int64) (*Program, error) {
+	if cfg.HZ == 0 {
+		cfg.HZ = jiffies.DefaultHZ
+	}
+	if st == nil {
+		st = NewState(nil, cfg.HZ)
+	}
+	st.hz = cfg.HZ
+	pr := &Program{clock: jiffies.Clock{HZ: cfg.HZ}, state: st}
+	if len(cfg.InIface) > 15 {
+		return nil, fmt.Errorf("interface name %q is longer than 15 characters", cfg.InIface)
+	}
+	copy(pr.inIface[:], cfg.InIface)
+	for _, rs := range []*rules.Ruleset{cfg.Rules4, cfg.Rules6} {
+		if rs == nil {
+			continue
+		}
+		fp, err := compileFamily(rs, st, now)
+		if err != nil {
+			return nil, err
+		}
+		pr.fam[rs.Family] = fp
+	}
+	return pr, nil
+}
+
+// Verdict is what happens to a packet.
+type Verdict uint8
+
+const (
+	// Accept: the packet goes on to the kernel.
+	Accept Verdict = iota
+	// Drop: a rule or a policy dropped it.
+	Drop
+	// Hotdrop: a match could not read a header it needed; the kernel
+	// drops such a packet without counting it in any rule.
+	Hotdrop
+	// Malformed: the kernel's receive path would discard it before
+	// netfilter; no chain sees it.
+	Malformed
+	// NotFiltered: not IP, or no ruleset for its family; passed on.
+	NotFiltered
+	numVerdicts
+)
+
+func (v Verdict) String() string {
+	return [...]string{"accept", "drop", "hotdrop", "malformed", "not_filtered"}[v]
+}
+
+// Worker evaluates packets for one goroutine. Its counters are atomics it
+// alone writes; Snapshot sums them from any goroutine.
+type Worker struct {
+	pr       *Program
+	ctr      [3][]atomic.Uint64
+	verdicts [numVerdicts]atomic.Uint64
+	bad      [packet.NumMalformed]atomic.Uint64
+	packets  atomic.Uint64
+	stack    []stackEntry
+
+	// per-packet scratch: addresses as integers, computed once.
+	src4, dst4 uint32
+	src6, dst6 [2]uint64
+}
+
+type stackEntry struct{ ret, chain int32 }
+
+// NewWorker returns a Worker for pr.
+func (pr *Program) NewWorker() *Worker {
+	w := &Worker{pr: pr}
+	depth := 1
+	for f, fp := range pr.fam {
+		if fp == nil {
+			continue
+		}
+		w.ctr[f] = make([]atomic.Uint64, fp.nctr)
+		if len(fp.chains)+1 > depth {
+			depth = len(fp.chains) + 1
+		}
+	}
+	w.stack = make([]stackEntry, depth)
+	return w
+}
+
+// Program returns the program this worker evaluates.
+func (w *Worker) Program() *Program { return w.pr }
+
+// Process runs one decoded packet through the ingress hooks. now is the
+// packet's time in nanoseconds (capture timestamp or monotonic clock).
+func (w *Worker) Process(p *packet.Packet, now int64) Verdict {
+	w.packets.Add(1)
+	v := w.process(p, now)
+	w.verdicts[v].Add(1)
+	if v == Malformed {
+		w.bad[p.Malformed].Add(1)
+	}
+	return v
+}
+
+func (w *Worker) process(p *packet.Packet, now int64) Verdict {
+	if p.Malformed != packet.MalformedNone {
+		return Malformed
+	}
+	if p.Family == packet.FamilyNone {
+		return NotFiltered
+	}
+	fp := w.pr.fam[p.Family]
+	if fp == nil {
+		return NotFiltered
+	}
+	if p.Family == packet.FamilyIPv4 {
+		w.src4, w.dst4 = addr4(p.Src), addr4(p.Dst)
+	} else {
+		w.src6, w.dst6 = addr6(p.Src), addr6(p.Dst)
+	}
+	j := w.pr.clock.Jiffies(now)
+	for h := range fp.hooks {
+		if h == 2 && !reachesInput(p) {
+			// The routing decision between PREROUTING and INPUT
+			// discards or forwards it; the kernel decides, not us.
+			return Accept
+		}
+		ci := fp.hooks[h]
+		if ci < 0 {
+			continue
+		}
+		switch w.runChain(fp, ci, p, j) {
+		case tDrop:
+			return Drop
+		case resHotdropVerdict:
+			return Hotdrop
+		}
+	}
+	return Accept
+}
+
+const resHotdropVerdict = targetKind(255)
+
+// runChain is ipt_do_table for one hook: it returns tAccept, tDrop or
+// resHotdropVerdict.
+func (w *Worker) runChain(fp *familyProgram, entry int32, p *packet.Packet, j uint64) targetKind {
+	ctr := w.ctr[p.Family]
+	sp := 0
+	cur := entry
+	i := fp.chains[cur].start
+	l3len := uint64(p.Len)
+	for {
+		c := &fp.chains[cur]
+		if i >= c.end {
+			if c.builtin {
+				return w.policy(ctr, c, l3len)
+			}
+			// End of a user chain: an implicit RETURN.
+			sp--
+			i, cur = w.stack[sp].ret, w.stack[sp].chain
+			continue
+		}
+		r := &fp.rules[i]
+		switch w.match(r, p, j) {
+		case resNo:
+			i++
+			continue
+		case resHotdrop:
+			return resHotdropVerdict
+		}
+		ctr[r.ctr].Add(1)
+		ctr[r.ctr+1].Add(l3len)
+		switch r.kind {
+		case tContinue:
+			i++
+		case tAccept:
+			return tAccept
+		case tDrop:
+			return tDrop
+		case tReturn:
+			if sp == 0 {
+				return w.policy(ctr, &fp.chains[entry], l3len)
+			}
+			sp--
+			i, cur = w.stack[sp].ret, w.stack[sp].chain
+		case tJump:
+			w.stack[sp] = stackEntry{ret: i + 1, chain: cur}
+			sp++
+			cur = r.jump
+			i = fp.chains[cur].start
+		case tGoto:
+			cur = r.jump
+			i = fp.chains[cur].start
+		}
+	}
+}
+
+// policy applies a built-in chain's policy and counts it, as the kernel
+// counts the chain's underflow entry.
+func (w *Worker) policy(ctr []atomic.Uint64, c *chain, l3len uint64) targetKind {
+	ctr[c.ctr].Add(1)
+	ctr[c.ctr+1].Add(l3len)
+	if c.policy == rules.PolicyDrop {
+		return tDrop
+	}
+	return tAccept
+}
+
+// match is ip_packet_match / ip6_packet_match followed by the rule's
+// matches in order.
+func (w *Worker) match(r *rule, p *packet.Packet, j uint64) uint8 {
+	f := r.flags
+	if p.Family == packet.FamilyIPv4 {
+		if (w.src4&r.smask4 != r.src4) != (f&fSrcInv != 0) {
+			return resNo
+		}
+		if (w.dst4&r.dmask4 != r.dst4) != (f&fDstInv != 0) {
+			return resNo
+		}
+	} else {
+		if (w.src6[0]&r.smask6[0] != r.src6[0] || w.src6[1]&r.smask6[1] != r.src6[1]) != (f&fSrcInv != 0) {
+			return resNo
+		}
+		if (w.dst6[0]&r.dmask6[0] != r.dst6[0] || w.dst6[1]&r.dmask6[1] != r.dst6[1]) != (f&fDstInv != 0) {
+			return resNo
+		}
+	}
+	if f&(fInIface|fOutIface) != 0 {
+		if f&fInIface != 0 && r.inIface.match(&w.pr.inIface) == (f&fInInv != 0) {
+			return resNo
+		}
+		// At PREROUTING and INPUT there is no output device: the kernel
+		// compares against an all-zero name.
+		var none [16]byte
+		if f&fOutIface != 0 && r.outIface.match(&none) == (f&fOutInv != 0) {
+			return resNo
+		}
+	}
+	if p.Family == packet.FamilyIPv4 {
+		if r.proto != 0 && (p.Proto != r.proto) != (f&fProtoInv != 0) {
+			return resNo
+		}
+		if f&fFrag != 0 && (p.FragOff == 0) != (f&fFragInv != 0) {
+			return resNo
+		}
+	} else if f&fProto != 0 {
+		// ip6_packet_match: a header chain that cannot be walked
+		// hotdrops an unfragmented packet.
+		if !p.ProtoFound {
+			if p.FragOff == 0 {
+				return resHotdrop
+			}
+			return resNo
+		}
+		if p.Proto == r.proto {
+			if f&fProtoInv != 0 {
+				return resNo
+			}
+		} else if r.proto != 0 && f&fProtoInv == 0 {
+			return resNo
+		}
+	}
+	for k := range r.ops {
+		if res := w.evalOp(&r.ops[k], p, j); res != resYes {
+			return res
+		}
+	}
+	return resYes
+}

@@ -1,0 +1,312 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/sluice-project/sluice/packet"
+	"github.com/sluice-project/sluice/rules"
+)
+
+// opKind selects a match's code in evalOp's switch.
+type opKind uint8
+
+const (
+	opTCP opKind = iota + 1
+	opUDP
+	opICMP
+	opICMP6
+	opMultiport
+	opLength
+	opTTL
+	opIPRange4
+	opIPRange6
+	opDSCP
+	opTOS
+	opPktType
+	opMAC
+	opU32
+	opBPF
+	opString
+	opLimit
+	opHashlimit
+	opRecent
+	opSet
+)
+
+// Match results. A hotdrop ends evaluation with a drop that no rule counts.
+const (
+	resNo      = 0
+	resYes     = 1
+	resHotdrop = 2
+)
+
+// op is one compiled match. Fields are shared between kinds to keep the
+// struct small; each kind's use is documented in compileOp.
+type op struct {
+	kind opKind
+	inv  bool
+	// generic small operands
+	b0, b1, b2, b3 uint8
+	inv2, inv3     bool
+	has2, has3     bool
+	r0, r1         rules.PortRange
+	ports          []rules.PortRange
+	mac            [6]byte
+	lo4, hi4       [2]uint32 // iprange v4: [src, dst]
+	lo6, hi6       [2][2]uint64
+	ext            extOp
+}
+
+func compileOp(fam packet.Family, m rules.Match, st *State, now int64) (op, bool, error) {
+	switch m := m.(type) {
+	case *rules.TCP:
+		// r0 = sport, r1 = dport, b0/b1 = flag mask/comp, inv2 = flags
+		// inverted, has2 = flags given, b2 = option, has3 = option given.
+		return op{kind: opTCP, r0: m.Src, r1: m.Dst, inv: m.SrcInv, inv3: m.DstInv,
+			b0: m.FlagMask, b1: m.FlagComp, inv2: m.FlagsInv, has2: m.HasFlags,
+			b2: m.Option, has3: m.HasOption, b3: boolByte(m.OptionInv)}, true, nil
+	case *rules.UDP:
+		return op{kind: opUDP, r0: m.Src, r1: m.Dst, inv: m.SrcInv, inv3: m.DstInv}, true, nil
+	case *rules.ICMP:
+		k := opICMP
+		if m.V6 {
+			k = opICMP6
+		}
+		return op{kind: k, b0: m.Type, b1: m.CodeMin, b2: m.CodeMax, inv: m.Invert}, true, nil
+	case *rules.Multiport:
+		return op{kind: opMultiport, b0: uint8(m.Dir), ports: m.Ports, inv: m.Invert}, true, nil
+	case *rules.Length:
+		return op{kind: opLength, r0: rules.PortRange{Min: m.Min, Max: m.Max}, inv: m.Invert}, true, nil
+	case *rules.TTL:
+		return op{kind: opTTL, b0: uint8(m.Op), b1: m.Value}, true, nil
+	case *rules.IPRange:
+		o := op{inv: m.SrcInv, inv2: m.DstInv, has2: m.HasSrc, has3: m.HasDst}
+		if fam == packet.FamilyIPv4 {
+			o.kind = opIPRange4
+			if m.HasSrc {
+				o.lo4[0], o.hi4[0] = addr4(m.SrcMin), addr4(m.SrcMax)
+			}
+			if m.HasDst {
+				o.lo4[1], o.hi4[1] = addr4(m.DstMin), addr4(m.DstMax)
+			}
+		} else {
+			o.kind = opIPRange6
+			if m.HasSrc {
+				o.lo6[0], o.hi6[0] = addr6(m.SrcMin), addr6(m.SrcMax)
+			}
+			if m.HasDst {
+				o.lo6[1], o.hi6[1] = addr6(m.DstMin), addr6(m.DstMax)
+			}
+		}
+		return o, true, nil
+	case *rules.DSCP:
+		return op{kind: opDSCP, b0: m.Value, inv: m.Invert}, true, nil
+	case *rules.TOS:
+		return op{kind: opTOS, b0: m.Value, b1: m.Mask, inv: m.Invert}, true, nil
+	case *rules.PktType:
+		return op{kind: opPktType, b0: uint8(m.Type), inv: m.Invert}, true, nil
+	case *rules.MAC:
+		return op{kind: opMAC, mac: m.Addr, inv: m.Invert}, true, nil
+	case *rules.Comment:
+		return op{}, false, nil
+	}
+	return compileExt(fam, m, st, now)
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func inRange(v uint16, r rules.PortRange) bool { return v >= r.Min && v <= r.Max }
+
+// evalOp runs one match. fragoff and thoff come from the rule's header
+// check, as the kernel passes them in xt_action_param.
+func (w *Worker) evalOp(o *op, p *packet.Packet, j uint64) uint8 {
+	switch o.kind {
+	case opTCP:
+		// net/netfilter/xt_tcpudp.c tcp_mt.
+		if p.FragOff != 0 {
+			// An IPv4 fragment at offset 8 bytes could overwrite TCP
+			// flags: the kernel hotdrops it ("evil TCP offset=1 frag").
+			if p.Family == packet.FamilyIPv4 && p.FragOff == 8 {
+				return resHotdrop
+			}
+			return resNo
+		}
+		if p.L4Len < 20 {
+			return resHotdrop
+		}
+		if inRange(p.SrcPort, o.r0) == o.inv || inRange(p.DstPort, o.r1) == o.inv3 {
+			return resNo
+		}
+		if o.has2 && ((p.L3[p.L4Off+13]&o.b0) == o.b1) == o.inv2 {
+			return resNo
+		}
+		if o.has3 {
+			return tcpOption(p, o.b2, o.b3 != 0)
+		}
+		return resYes
+	case opUDP:
+		if p.FragOff != 0 {
+			return resNo
+		}
+		if p.L4Len < 8 {
+			return resHotdrop
+		}
+		if inRange(p.SrcPort, o.r0) == o.inv || inRange(p.DstPort, o.r1) == o.inv3 {
+			return resNo
+		}
+		return resYes
+	case opICMP:
+		// net/netfilter/xt_tcpudp.c is for ports; ICMP is
+		// net/ipv4/netfilter/ip_tables.c icmp_match: a struct icmphdr
+		// (8 bytes) must be readable, type 0xFF means any.
+		if p.FragOff != 0 {
+			return resNo
+		}
+		if p.L4Len < 8 {
+			return resHotdrop
+		}
+		m := o.b0 == 0xFF || (p.ICMPType == o.b0 && p.ICMPCode >= o.b1 && p.ICMPCode <= o.b2)
+		return b2r(m != o.inv)
+	case opICMP6:
+		// net/ipv6/netfilter/ip6_tables.c icmp6_match: no "any" type.
+		if p.FragOff != 0 {
+			return resNo
+		}
+		if p.L4Len < 8 {
+			return resHotdrop
+		}
+		m := p.ICMPType == o.b0 && p.ICMPCode >= o.b1 && p.ICMPCode <= o.b2
+		return b2r(m != o.inv)
+	case opMultiport:
+		// net/netfilter/xt_multiport.c: the first range that matches
+		// decides; no match gives the inversion flag.
+		if p.FragOff != 0 {
+			return resNo
+		}
+		if p.L4Len < 4 {
+			return resHotdrop
+		}
+		for i := range o.ports {
+			r := o.ports[i]
+			var m bool
+			switch rules.MultiportDir(o.b0) {
+			case rules.MultiportSrc:
+				m = inRange(p.SrcPort, r)
+			case rules.MultiportDst:
+				m = inRange(p.DstPort, r)
+			default:
+				m = inRange(p.SrcPort, r) || inRange(p.DstPort, r)
+			}
+			if m {
+				return b2r(!o.inv)
+			}
+		}
+		return b2r(o.inv)
+	case opLength:
+		l := uint16(p.Len)
+		return b2r((l >= o.r0.Min && l <= o.r0.Max) != o.inv)
+	case opTTL:
+		var m bool
+		switch rules.TTLOp(o.b0) {
+		case rules.TTLEq:
+			m = p.TTL == o.b1
+		case rules.TTLNe:
+			m = p.TTL != o.b1
+		case rules.TTLLt:
+			m = p.TTL < o.b1
+		case rules.TTLGt:
+			m = p.TTL > o.b1
+		}
+		return b2r(m)
+	case opIPRange4:
+		if o.has2 {
+			s := w.src4
+			if (s < o.lo4[0] || s > o.hi4[0]) != o.inv {
+				return resNo
+			}
+		}
+		if o.has3 {
+			d := w.dst4
+			if (d < o.lo4[1] || d > o.hi4[1]) != o.inv2 {
+				return resNo
+			}
+		}
+		return resYes
+	case opIPRange6:
+		if o.has2 && (less6(w.src6, o.lo6[0]) || less6(o.hi6[0], w.src6)) != o.inv {
+			return resNo
+		}
+		if o.has3 && (less6(w.dst6, o.lo6[1]) || less6(o.hi6[1], w.dst6)) != o.inv2 {
+			return resNo
+		}
+		return resYes
+	case opDSCP:
+		return b2r((p.TOS>>2 == o.b0) != o.inv)
+	case opTOS:
+		return b2r((p.TOS&o.b1 == o.b0) != o.inv)
+	case opPktType:
+		return b2r((uint8(p.PktType) == o.b0) != o.inv)
+	case opMAC:
+		// xt_mac: no Ethernet header means no match, inverted or not.
+		if !p.HasMAC {
+			return resNo
+		}
+		return b2r((p.SrcMAC == o.mac) != o.inv)
+	}
+	return w.evalExt(o, p, j)
+}
+
+func b2r(b bool) uint8 {
+	if b {
+		return resYes
+	}
+	return resNo
+}
+
+func less6(a, b [2]uint64) bool { return a[0] < b[0] || (a[0] == b[0] && a[1] < b[1]) }
+
+// tcpOption is xt_tcpudp.c's tcp_find_option: walk the options; a header
+// whose data offset is below 20 bytes, or options beyond the datagram,
+// hotdrop.
+func tcpOption(p *packet.Packet, want uint8, invert bool) uint8 {
+	doff := int(p.TCPDataOff)
+	if doff < 20 {
+		return resHotdrop
+	}
+	optlen := doff - 20
+	if optlen == 0 {
+		return b2r(invert)
+	}
+	if p.L4Len < doff {
+		return resHotdrop
+	}
+	opts := p.L3[p.L4Off+20 : p.L4Off+doff]
+	for i := 0; i < optlen; {
+		if opts[i] == want {
+			return b2r(!invert)
+		}
+		if opts[i] < 2 {
+			i++
+			continue
+		}
+		// The kernel reads the length byte from its 40-byte copy even
+		// at the last position; past optlen that byte is whatever the
+		// copy holds, so the walk ends there in practice.
+		if i+1 >= optlen {
+			break
+		}
+		if opts[i+1] == 0 {
+			i++
+		} else {
+			i += int(opts[i+1])
+		}
+	}
+	return b2r(invert)
+}
+
+var errUnsupported = fmt.Errorf("match not supported by the engine")

@@ -1,0 +1,241 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"github.com/sluice-project/sluice/packet"
+	"github.com/sluice-project/sluice/rules"
+)
+
+// targetKind is a compiled rule's action.
+type targetKind uint8
+
+const (
+	tContinue targetKind = iota // no target, LOG, NFLOG, NOTRACK: count and go on
+	tAccept
+	tDrop
+	tReturn
+	tJump
+	tGoto
+)
+
+// rule flags for the fixed header part.
+const (
+	fSrcInv uint16 = 1 << iota
+	fDstInv
+	fProto // -p given (IPv6: walk the header chain even for -p all)
+	fProtoInv
+	fFrag
+	fFragInv
+	fInIface
+	fInInv
+	fOutIface
+	fOutInv
+)
+
+// rule is one compiled rule. The fixed part mirrors struct ipt_ip so the
+// common case (addresses, protocol) is a few integer compares.
+type rule struct {
+	flags uint16
+	proto uint8
+	kind  targetKind
+	jump  int32 // chain index for tJump / tGoto
+	ctr   int32 // counter slot: packets at ctr, bytes at ctr+1
+
+	src4, smask4, dst4, dmask4 uint32
+	src6, smask6, dst6, dmask6 [2]uint64
+
+	inIface, outIface ifname
+	ops               []op
+
+	src *rules.Rule
+}
+
+// ifname is an interface name compared as the kernel's
+// ifname_compare_aligned does: bytes under the mask must be equal, where
+// the mask covers the name and its NUL unless the name ends in '+'.
+type ifname struct {
+	name [16]byte
+	mask [16]byte
+}
+
+func makeIfname(f rules.Iface) ifname {
+	var n ifname
+	copy(n.name[:], f.Name)
+	l := len(f.Name)
+	if !f.Wildcard {
+		l++ // the terminating NUL must match too
+	}
+	for i := 0; i < l && i < 16; i++ {
+		n.mask[i] = 0xFF
+	}
+	return n
+}
+
+func (n *ifname) match(dev *[16]byte) bool {
+	for i := 0; i < 16; i++ {
+		if (dev[i]^n.name[i])&n.mask[i] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// chain is a compiled chain: rules[start:end] in Program.rules.
+type chain struct {
+	start, end int32
+	builtin    bool
+	policy     rules.Policy
+	ctr        int32 // policy counters (built-in chains)
+	table      string
+	name       string
+	src        *rules.Chain
+}
+
+// familyProgram is one family's compiled ruleset.
+type familyProgram struct {
+	fam    packet.Family
+	rs     *rules.Ruleset
+	hooks  [4]int32 // chain index per ingress hook (rules.IngressHooks), -1 if absent
+	chains []chain
+	rules  []rule
+	nctr   int
+}
+
+// compileFamily flattens a ruleset: every chain's rules become a contiguous
+// range, jumps become chain indexes, and each rule's matches become ops.
+func compileFamily(rs *rules.Ruleset, st *State, now int64) (*familyProgram, error) {
+	fp := &familyProgram{fam: rs.Family, rs: rs}
+	for i := range fp.hooks {
+		fp.hooks[i] = -1
+	}
+	type key struct{ table, chain string }
+	index := map[key]int32{}
+	for _, t := range rs.Tables {
+		for _, c := range t.Chains {
+			index[key{t.Name, c.Name}] = int32(len(fp.chains))
+			fp.chains = append(fp.chains, chain{builtin: c.Builtin, policy: c.Policy, table: t.Name, name: c.Name, src: c})
+		}
+	}
+	ctr := 0
+	for ci := range fp.chains {
+		c := &fp.chains[ci]
+		c.start = int32(len(fp.rules))
+		for _, r := range c.src.Rules {
+			cr, err := compileRule(rs, c.table, r, st, now)
+			if err != nil {
+				return nil, err
+			}
+			if cr.kind == tJump || cr.kind == tGoto {
+				cr.jump = index[key{c.table, r.Target.Chain}]
+			}
+			cr.ctr = int32(ctr)
+			ctr += 2
+			fp.rules = append(fp.rules, cr)
+		}
+		c.end = int32(len(fp.rules))
+		c.ctr = int32(ctr)
+		ctr += 2
+	}
+	fp.nctr = ctr
+	for h, hk := range rules.IngressHooks {
+		if ci, ok := index[key{hk.Table, hk.Chain}]; ok {
+			fp.hooks[h] = ci
+		}
+	}
+	return fp, nil
+}
+
+func addr4(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:])
+}
+
+func addr6(a netip.Addr) [2]uint64 {
+	b := a.As16()
+	return [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
+
+func compileRule(rs *rules.Ruleset, table string, r *rules.Rule, st *State, now int64) (rule, error) {
+	cr := rule{src: r}
+	if r.Src.Set {
+		if rs.Family == packet.FamilyIPv4 {
+			cr.src4, cr.smask4 = addr4(r.Src.Addr), addr4(r.Src.Mask)
+		} else {
+			cr.src6, cr.smask6 = addr6(r.Src.Addr), addr6(r.Src.Mask)
+		}
+		if r.Src.Invert {
+			cr.flags |= fSrcInv
+		}
+	}
+	if r.Dst.Set {
+		if rs.Family == packet.FamilyIPv4 {
+			cr.dst4, cr.dmask4 = addr4(r.Dst.Addr), addr4(r.Dst.Mask)
+		} else {
+			cr.dst6, cr.dmask6 = addr6(r.Dst.Addr), addr6(r.Dst.Mask)
+		}
+		if r.Dst.Invert {
+			cr.flags |= fDstInv
+		}
+	}
+	if r.Proto != 0 || r.ProtoInv || (rs.Family == packet.FamilyIPv6 && protoGiven(r)) {
+		cr.flags |= fProto
+	}
+	cr.proto = r.Proto
+	if r.ProtoInv {
+		cr.flags |= fProtoInv
+	}
+	if r.Frag {
+		cr.flags |= fFrag
+		if r.FragInv {
+			cr.flags |= fFragInv
+		}
+	}
+	if r.InIface.Set {
+		cr.flags |= fInIface
+		cr.inIface = makeIfname(r.InIface)
+		if r.InIface.Invert {
+			cr.flags |= fInInv
+		}
+	}
+	if r.OutIface.Set {
+		cr.flags |= fOutIface
+		cr.outIface = makeIfname(r.OutIface)
+		if r.OutIface.Invert {
+			cr.flags |= fOutInv
+		}
+	}
+	switch r.Target.Kind {
+	case rules.TargetAccept:
+		cr.kind = tAccept
+	case rules.TargetDrop, rules.TargetReject:
+		cr.kind = tDrop
+	case rules.TargetReturn:
+		cr.kind = tReturn
+	case rules.TargetJump:
+		cr.kind = tJump
+	case rules.TargetGoto:
+		cr.kind = tGoto
+	default:
+		cr.kind = tContinue
+	}
+	for _, m := range r.Matches {
+		o, ok, err := compileOp(rs.Family, m, st, now)
+		if err != nil {
+			return cr, fmt.Errorf("%s:%d: %w", rs.File, r.Line, err)
+		}
+		if ok {
+			cr.ops = append(cr.ops, o)
+		}
+	}
+	return cr, nil
+}
+
+// protoGiven reports whether an IPv6 rule said -p at all: ip6tables sets
+// IP6T_F_PROTO even for `-p all`, which makes the kernel walk the
+// extension-header chain (and hotdrop on a broken one) for that rule.
+func protoGiven(r *rules.Rule) bool {
+	return r.ProtoGiven
+}

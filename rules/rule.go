@@ -1,0 +1,461 @@
+package rules
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/sluice-project/sluice/packet"
+)
+
+// ruleBuilder collects one rule line before comma lists expand it.
+type ruleBuilder struct {
+	r        Rule
+	srcs     []AddrMask
+	dsts     []AddrMask
+	seen     map[string]bool
+	matches  []MatchParser
+	mnames   []token
+	targetOK bool
+	tgt      *targetParser
+}
+
+// rule parses the words after "-A CHAIN".
+func (p *parser) rule(c *Chain, toks []token) ([]*Rule, error) {
+	b := &ruleBuilder{seen: map[string]bool{}}
+	b.r.Line = p.line
+	b.r.Text = strings.TrimSpace(p.text)
+	if i := strings.Index(b.r.Text, "-A"); strings.HasPrefix(b.r.Text, "[") && i > 0 {
+		b.r.Text = b.r.Text[i:]
+	}
+	invert := false
+	var invTok token
+	for i := 0; i < len(toks); i++ {
+		t := toks[i]
+		if t.s == "!" {
+			if invert {
+				return nil, p.errAt(t, "double negation is not allowed")
+			}
+			invert, invTok = true, t
+			continue
+		}
+		a := &Args{p: p, toks: toks, i: i + 1, opt: t}
+		var err error
+		consumed := true
+		switch t.s {
+		case "-s", "--source", "--src", "-d", "--destination", "--dst":
+			err = p.addrOpt(b, t, invert, a)
+		case "-p", "--protocol":
+			err = p.protoOpt(b, t, invert, a)
+		case "-i", "--in-interface", "-o", "--out-interface":
+			err = p.ifaceOpt(b, c, t, invert, a)
+		case "-f", "--fragment":
+			if p.opt.Family != packet.FamilyIPv4 {
+				err = p.errAt(t, "-f is IPv4 only; ip6tables matches fragments with -m frag")
+			} else if b.seen["-f"] {
+				err = p.errAt(t, "-f given twice")
+			} else {
+				b.seen["-f"] = true
+				b.r.Frag, b.r.FragInv = true, invert
+			}
+		case "-m", "--match":
+			err = p.matchOpt(b, t, invert, a)
+		case "-j", "--jump", "-g", "--goto":
+			err = p.targetOpt(b, c, t, invert, a)
+		case "-c", "--set-counters":
+			if invert {
+				err = p.errAt(invTok, "cannot negate -c")
+			} else if _, err = a.Next(); err == nil {
+				_, err = a.Next()
+			}
+		default:
+			consumed = false
+		}
+		if !consumed {
+			if !strings.HasPrefix(t.s, "-") {
+				return nil, p.errAt(t, "unexpected word: expected an option")
+			}
+			err = p.extOpt(b, t, invert, a)
+		}
+		if err != nil {
+			return nil, err
+		}
+		// Old syntax `--opt ! value`: parsers accept it through Args,
+		// so just advance past everything consumed.
+		i = a.i - 1
+		invert = false
+	}
+	if invert {
+		return nil, p.errAt(invTok, "! must come before an option")
+	}
+	for i, mp := range b.matches {
+		m, err := mp.Finish()
+		if err != nil {
+			if e, ok := err.(*Error); ok {
+				return nil, e
+			}
+			return nil, &Error{File: p.opt.File, Line: p.line, Col: b.mnames[i].col, Word: b.mnames[i].s, Msg: err.Error(), Err: err}
+		}
+		if m != nil {
+			b.r.Matches = append(b.r.Matches, m)
+		}
+	}
+	if b.tgt != nil {
+		if err := b.tgt.finish(p); err != nil {
+			return nil, err
+		}
+		b.r.Target = b.tgt.t
+	}
+	if err := p.checkMatchesForChain(b, c); err != nil {
+		return nil, err
+	}
+	// Expand comma lists: one rule per (source, destination), sources
+	// outermost, as iptables' do_command does.
+	srcs, dsts := b.srcs, b.dsts
+	if len(srcs) == 0 {
+		srcs = []AddrMask{{}}
+	}
+	if len(dsts) == 0 {
+		dsts = []AddrMask{{}}
+	}
+	var out []*Rule
+	for _, s := range srcs {
+		for _, d := range dsts {
+			r := b.r
+			r.Src, r.Dst = s, d
+			out = append(out, &r)
+		}
+	}
+	return out, nil
+}
+
+func (p *parser) once(b *ruleBuilder, t token, key string) error {
+	if b.seen[key] {
+		return p.errAt(t, fmt.Sprintf("option %s given twice", t.s))
+	}
+	b.seen[key] = true
+	return nil
+}
+
+// oldInvert accepts the deprecated `--opt ! value` form.
+func oldInvert(a *Args, invert bool) (bool, error) {
+	if a.i < len(a.toks) && a.toks[a.i].s == "!" {
+		if invert {
+			return false, a.p.errAt(a.toks[a.i], "double negation is not allowed")
+		}
+		a.i++
+		return true, nil
+	}
+	return invert, nil
+}
+
+func (p *parser) addrOpt(b *ruleBuilder, t token, invert bool, a *Args) error {
+	src := t.s == "-s" || t.s == "--source" || t.s == "--src"
+	key := "-d"
+	if src {
+		key = "-s"
+	}
+	if err := p.once(b, t, key); err != nil {
+		return err
+	}
+	invert, err := oldInvert(a, invert)
+	if err != nil {
+		return err
+	}
+	v, err := a.Next()
+	if err != nil {
+		return err
+	}
+	var list []AddrMask
+	for _, w := range strings.Split(v, ",") {
+		am, err := ParseAddrMask(w, p.opt.Family)
+		if err != nil {
+			return a.Errorf("%v", err)
+		}
+		am.Invert = invert
+		list = append(list, am)
+	}
+	if invert && len(list) > 1 {
+		return a.Errorf("! not allowed with multiple source or destination IP addresses")
+	}
+	if src {
+		b.srcs = list
+		b.r.OrigSrc = v
+	} else {
+		b.dsts = list
+		b.r.OrigDst = v
+	}
+	return nil
+}
+
+// ParseAddrMask parses ADDR, ADDR/LEN or ADDR/MASK for the family, with
+// the host bits cleared as iptables clears them.
+func ParseAddrMask(s string, fam packet.Family) (AddrMask, error) {
+	addrS, maskS, hasMask := strings.Cut(s, "/")
+	addr, err := netip.ParseAddr(addrS)
+	if err != nil || addr.Zone() != "" {
+		return AddrMask{}, fmt.Errorf("bad address %q: sluice needs numeric addresses (no host names)", addrS)
+	}
+	if fam == packet.FamilyIPv4 && !addr.Is4() {
+		return AddrMask{}, fmt.Errorf("%q is not an IPv4 address", addrS)
+	}
+	if fam == packet.FamilyIPv6 && !addr.Is6() {
+		return AddrMask{}, fmt.Errorf("%q is not an IPv6 address", addrS)
+	}
+	size := addr.BitLen()
+	bits := size
+	var mask netip.Addr
+	if hasMask {
+		if n, ok := atoiStrict(maskS); ok {
+			if n < 0 || n > size {
+				return AddrMask{}, fmt.Errorf("invalid mask length %q", maskS)
+			}
+			bits = n
+		} else {
+			m, err := netip.ParseAddr(maskS)
+			if err != nil || m.BitLen() != size {
+				return AddrMask{}, fmt.Errorf("invalid mask %q", maskS)
+			}
+			mask = m
+			bits = contiguousBits(m)
+		}
+	}
+	if !mask.IsValid() {
+		mask = prefixMask(bits, size)
+	}
+	ab, mb := addr.AsSlice(), mask.AsSlice()
+	for i := range ab {
+		ab[i] &= mb[i]
+	}
+	addr, _ = netip.AddrFromSlice(ab)
+	return AddrMask{Addr: addr, Mask: mask, Bits: bits, Set: true}, nil
+}
+
+func atoiStrict(s string) (int, bool) {
+	if s == "" || len(s) > 3 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+func prefixMask(bits, size int) netip.Addr {
+	b := make([]byte, size/8)
+	for i := 0; i < bits; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// contiguousBits returns the prefix length of a contiguous mask, or -1.
+func contiguousBits(m netip.Addr) int {
+	b := m.AsSlice()
+	n := 0
+	i := 0
+	for ; i < len(b)*8; i++ {
+		if b[i/8]&(0x80>>(i%8)) == 0 {
+			break
+		}
+		n++
+	}
+	for ; i < len(b)*8; i++ {
+		if b[i/8]&(0x80>>(i%8)) != 0 {
+			return -1
+		}
+	}
+	return n
+}
+
+func (p *parser) protoOpt(b *ruleBuilder, t token, invert bool, a *Args) error {
+	if err := p.once(b, t, "-p"); err != nil {
+		return err
+	}
+	invert, err := oldInvert(a, invert)
+	if err != nil {
+		return err
+	}
+	v, err := a.Next()
+	if err != nil {
+		return err
+	}
+	n, ok := ProtoByName(strings.ToLower(v))
+	if !ok {
+		return a.Errorf("unknown protocol %q", v)
+	}
+	if n == 0 && invert {
+		return a.Errorf("rule would never match protocol")
+	}
+	b.r.Proto, b.r.ProtoInv, b.r.ProtoGiven = n, invert, true
+	return nil
+}
+
+func (p *parser) ifaceOpt(b *ruleBuilder, c *Chain, t token, invert bool, a *Args) error {
+	in := t.s == "-i" || t.s == "--in-interface"
+	key := "-o"
+	if in {
+		key = "-i"
+	}
+	if err := p.once(b, t, key); err != nil {
+		return err
+	}
+	invert, err := oldInvert(a, invert)
+	if err != nil {
+		return err
+	}
+	v, err := a.Next()
+	if err != nil {
+		return err
+	}
+	if len(v) == 0 || len(v) > 15 {
+		return a.Errorf("interface name %q must be 1 to 15 characters", v)
+	}
+	f := Iface{Name: v, Invert: invert, Set: true}
+	if strings.HasSuffix(v, "+") {
+		f.Name, f.Wildcard = v[:len(v)-1], true
+	}
+	if c.Builtin {
+		if in && (c.Name == "OUTPUT" || c.Name == "POSTROUTING") {
+			return p.errAt(t, fmt.Sprintf("can't use -i with %s", c.Name))
+		}
+		if !in && (c.Name == "PREROUTING" || c.Name == "INPUT") {
+			return p.errAt(t, fmt.Sprintf("can't use -o with %s", c.Name))
+		}
+	}
+	if in {
+		b.r.InIface = f
+	} else {
+		b.r.OutIface = f
+		b.r.HasOutIface = true
+	}
+	return nil
+}
+
+func (p *parser) matchOpt(b *ruleBuilder, t token, invert bool, a *Args) error {
+	if invert {
+		return p.errAt(t, "! cannot negate -m: negate the match's options instead")
+	}
+	name, err := a.Next()
+	if err != nil {
+		return err
+	}
+	nt := a.toks[a.i-1]
+	mp := p.newMatch(name)
+	if mp == nil {
+		return p.errAt(nt, unsupportedMatch(name))
+	}
+	b.matches = append(b.matches, mp)
+	b.mnames = append(b.mnames, nt)
+	return nil
+}
+
+func unsupportedMatch(name string) string {
+	switch name {
+	case "conntrack", "state", "connlimit", "connbytes", "connmark", "conntrack6", "helper", "ctstate":
+		return fmt.Sprintf("match %q needs connection tracking: sluice is stateless and sits in front of the kernel, so keep this rule in the kernel's ruleset behind sluice", name)
+	}
+	return fmt.Sprintf("unsupported match %q", name)
+}
+
+// extOpt routes an option to the most recent match that knows it, then to
+// the target, then to the protocol's implicit match (`-p tcp --dport 80`
+// loads -m tcp, as iptables does).
+func (p *parser) extOpt(b *ruleBuilder, t token, invert bool, a *Args) error {
+	name := strings.TrimPrefix(t.s, "--")
+	if name == t.s {
+		return p.errAt(t, "unknown option")
+	}
+	if b.tgt != nil {
+		ok, err := b.tgt.option(p, name, invert, a)
+		if ok || err != nil {
+			return err
+		}
+	}
+	for i := len(b.matches) - 1; i >= 0; i-- {
+		start := a.i
+		ok, err := b.matches[i].Option(name, invert, a)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		a.i = start
+	}
+	if b.r.Proto != 0 && !b.seen["implicit"] {
+		if pname := implicitMatch(b.r.Proto, p.opt.Family); pname != "" {
+			b.seen["implicit"] = true
+			mp := p.newMatch(pname)
+			b.matches = append(b.matches, mp)
+			b.mnames = append(b.mnames, t)
+			if ok, err := mp.Option(name, invert, a); ok || err != nil {
+				return err
+			}
+		}
+	}
+	return p.errAt(t, "unknown option for the matches and target of this rule")
+}
+
+func implicitMatch(proto uint8, fam packet.Family) string {
+	switch proto {
+	case packet.ProtoTCP:
+		return "tcp"
+	case packet.ProtoUDP:
+		return "udp"
+	case packet.ProtoICMP:
+		if fam == packet.FamilyIPv4 {
+			return "icmp"
+		}
+	case packet.ProtoICMPv6:
+		if fam == packet.FamilyIPv6 {
+			return "icmp6"
+		}
+	}
+	return ""
+}
+
+// checkMatchesForChain enforces what the kernel's checkentry enforces
+// about protocols and hooks, so a file sluice accepts is one
+// iptables-restore accepts.
+func (p *parser) checkMatchesForChain(b *ruleBuilder, c *Chain) error {
+	for i, m := range b.r.Matches {
+		var need uint8
+		switch m := m.(type) {
+		case *TCP:
+			need = packet.ProtoTCP
+		case *UDP:
+			need = packet.ProtoUDP
+		case *ICMP:
+			need = packet.ProtoICMP
+			if m.V6 {
+				need = packet.ProtoICMPv6
+			}
+		case *Multiport:
+			if !multiportProto(b.r.Proto) || b.r.ProtoInv {
+				return p.errAt(b.mnames[min(i, len(b.mnames)-1)], "multiport needs -p tcp, udp, udplite, dccp or sctp")
+			}
+		case *MAC:
+			if c.Builtin && c.Name != "PREROUTING" && c.Name != "INPUT" && c.Name != "FORWARD" {
+				return p.errAt(b.mnames[min(i, len(b.mnames)-1)], "mac match is valid only in PREROUTING, INPUT and FORWARD")
+			}
+		}
+		if need != 0 && (b.r.Proto != need || b.r.ProtoInv) {
+			return p.errAt(b.mnames[min(i, len(b.mnames)-1)], fmt.Sprintf("match %s needs -p %s (the kernel refuses it otherwise)", m.Name(), ProtoName(need)))
+		}
+	}
+	return nil
+}
+
+func multiportProto(p uint8) bool {
+	switch p {
+	case packet.ProtoTCP, packet.ProtoUDP, 136, 33, 132: // udplite, dccp, sctp
+		return true
+	}
+	return false
+}
