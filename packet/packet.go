@@ -70,6 +70,23 @@ const (
 	MalformedIPChecksum               // IPv4 header checksum does not verify
 	MalformedIPTotalLen               // total length < IHL*4, or beyond the frame
 	MalformedIPv6PayloadLen           // IPv6 payload length beyond the frame
+	// MalformedOtherHost: an IP frame to another host's MAC. ip_rcv_core()
+	// and ip6_rcv_core() drop PACKET_OTHERHOST before PREROUTING (a
+	// promiscuous interface sees such frames; the kernel ignores them).
+	MalformedOtherHost
+	// MalformedOutgoing: a cooked capture's PACKET_OUTGOING frame, sent by
+	// the capturing host. It never went through the receive path, so
+	// PREROUTING never saw it; not malformed, but never filtered.
+	MalformedOutgoing
+	// MalformedIPv6Addr: an address ip6_rcv_core() refuses on a
+	// non-loopback device: ::1 as source or destination, a multicast
+	// source, or a multicast destination of scope 0 or 1.
+	MalformedIPv6Addr
+	// MalformedIPv6HopByHop: the hop-by-hop options header fails
+	// ipv6_parse_hopopts(), which runs before PREROUTING (truncated,
+	// bad padding, a bad known option, an unknown option whose type says
+	// discard, more than 8 options, ...).
+	MalformedIPv6HopByHop
 	numMalformed
 )
 
@@ -93,6 +110,14 @@ func (m Malformed) String() string {
 		return "ip_total_len"
 	case MalformedIPv6PayloadLen:
 		return "ipv6_payload_len"
+	case MalformedOtherHost:
+		return "other_host"
+	case MalformedOutgoing:
+		return "outgoing"
+	case MalformedIPv6Addr:
+		return "ipv6_addr"
+	case MalformedIPv6HopByHop:
+		return "ipv6_hop_by_hop"
 	}
 	return "unknown"
 }
@@ -137,10 +162,13 @@ type Packet struct {
 	// hotdrops a first fragment.
 	ProtoFound bool
 
-	// FragOff is the fragment offset in bytes (the kernel's par->fragoff):
-	// non-zero means a non-first fragment, whose transport header is
-	// absent. MoreFrags is the MF bit. IsFragment is true for any
-	// fragment, first or not (IPv6: a fragment header is present).
+	// FragOff is the fragment offset in bytes: non-zero means a non-first
+	// fragment, whose transport header is absent. Beware the kernel's
+	// par->fragoff differs by family: for IPv4 it is the raw 13-bit field
+	// (FragOff/8, so xt_tcp's "evil offset=1 fragment" hotdrop is
+	// FragOff == 8), for IPv6 it is bytes as ipv6_find_hdr reports them.
+	// MoreFrags is the MF bit. IsFragment is true for any fragment, first
+	// or not (IPv6: the chain walk met a fragment header).
 	FragOff    uint16
 	MoreFrags  bool
 	IsFragment bool
@@ -152,10 +180,13 @@ type Packet struct {
 	L4Off int
 	L4Len int
 
-	SrcPort, DstPort uint16 // TCP and UDP (valid when L4Len >= 4 for UDP, >= 20 for TCP, FragOff == 0)
-	TCPFlags         uint8  // FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 URG=0x20 ECE=0x40 CWR=0x80
-	TCPDataOff       uint8  // TCP header length in bytes (doff*4)
-	ICMPType         uint8  // ICMP or ICMPv6 (valid when L4Len >= 2)
+	// Transport fields are filled only when FragOff == 0, ProtoFound, and
+	// the bytes are present; a match must still check L4Len against what
+	// the kernel reads: tcp 20 bytes, udp 8, icmp/icmp6 8, multiport 4.
+	SrcPort, DstPort uint16 // TCP, UDP, UDP-Lite, SCTP, DCCP: filled when L4Len >= 4
+	TCPFlags         uint8  // FIN=0x01 SYN=0x02 RST=0x04 PSH=0x08 ACK=0x10 URG=0x20 ECE=0x40 CWR=0x80; L4Len >= 14
+	TCPDataOff       uint8  // TCP header length in bytes (doff*4); L4Len >= 13
+	ICMPType         uint8  // ICMP (IPv4) or ICMPv6 (IPv6): filled when L4Len >= 2
 	ICMPCode         uint8
 }
 
