@@ -22,9 +22,10 @@ func (pr *Program) Report(ws ...*Worker) *report.Report {
 			}
 		}
 	}
-	// A hotdrop is a drop too; malformed packets are dropped by the kernel
-	// before netfilter, and sluice drops them as well.
-	rep.Dropped += rep.Hotdropped + rep.Malformed
+	// packets = accepted + dropped + malformed: a hotdrop is a drop, and
+	// frames sluice does not filter go on to the kernel like accepted ones.
+	rep.Dropped += rep.Hotdropped
+	rep.Accepted += rep.NotFiltered
 	if len(rep.MalformedBy) == 0 {
 		rep.MalformedBy = nil
 	}

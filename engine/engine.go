@@ -91,7 +91,8 @@ type Worker struct {
 	packets  atomic.Uint64
 	stack    []stackEntry
 
-	// per-packet scratch: addresses as integers, computed once.
+	// per-packet scratch: the clock and addresses as integers, computed once.
+	now        int64
 	src4, dst4 uint32
 	src6, dst6 [2]uint64
 }
@@ -147,6 +148,7 @@ func (w *Worker) process(p *packet.Packet, now int64) Verdict {
 		w.src6, w.dst6 = addr6(p.Src), addr6(p.Dst)
 	}
 	j := w.pr.clock.Jiffies(now)
+	w.now = now
 	for h := range fp.hooks {
 		if h == 2 && !reachesInput(p) {
 			// The routing decision between PREROUTING and INPUT

@@ -3,21 +3,92 @@ package engine
 import (
 	"fmt"
 
+	"github.com/sluice-project/sluice/engine/cbpf"
+	"github.com/sluice-project/sluice/engine/hashlimit"
+	"github.com/sluice-project/sluice/engine/ipset"
+	"github.com/sluice-project/sluice/engine/limit"
+	"github.com/sluice-project/sluice/engine/strmatch"
+	"github.com/sluice-project/sluice/engine/u32"
 	"github.com/sluice-project/sluice/packet"
 	"github.com/sluice-project/sluice/rules"
 )
 
-// SetRegistry is the loaded ipset sets.
-type SetRegistry = any
+// extState holds what stateful matches share across rules and reloads.
+type extState struct {
+	sets      *ipset.Registry
+	hashlimit *hashlimit.Registry
+	// limits keeps each limit rule's bucket by the rule's identity, so a
+	// reload that keeps the rule keeps its credit.
+	limits map[string]*limit.State
+	// FullPolicy is applied to every hashlimit table.
+	full hashlimit.FullPolicy
+}
 
-type extState struct{}
+func (e *extState) init(sets *ipset.Registry, hz uint64) {
+	e.sets = sets
+	e.hashlimit = hashlimit.NewRegistry(hz)
+	e.limits = map[string]*limit.State{}
+}
 
-func (e *extState) init(sets SetRegistry, hz uint64) {}
-
-type extOp struct{}
+// extOp points at the compiled program or shared state of one match.
+type extOp struct {
+	u32   *u32.Match
+	bpf   *cbpf.Filter
+	str   *strmatch.Matcher
+	lim   *limit.State
+	hl    *hashlimit.Table
+	set   *ipset.Set
+	dirs  []ipset.Dir
+	flags ipset.MatchFlags
+}
 
 func compileExt(fam packet.Family, m rules.Match, st *State, now int64) (op, bool, error) {
+	j := st.clock().Jiffies(now)
+	switch m := m.(type) {
+	case *rules.U32:
+		return op{kind: opU32, inv: m.Invert, ext: extOp{u32: m.M}}, true, nil
+	case *rules.BPF:
+		return op{kind: opBPF, ext: extOp{bpf: m.F}}, true, nil
+	case *rules.String:
+		return op{kind: opString, inv: m.Invert, ext: extOp{str: m.M}}, true, nil
+	case *rules.Limit:
+		s, err := limit.New(m.Cfg, st.hz, j)
+		if err != nil {
+			return op{}, false, err
+		}
+		return op{kind: opLimit, ext: extOp{lim: s}}, true, nil
+	case *rules.Hashlimit:
+		t, err := st.ext.hashlimit.Get(m.Cfg, j)
+		if err != nil {
+			return op{}, false, err
+		}
+		t.SetFullPolicy(st.ext.full)
+		return op{kind: opHashlimit, ext: extOp{hl: t}}, true, nil
+	case *rules.Set:
+		return op{kind: opSet, ext: extOp{set: m.Set, dirs: m.Dirs, flags: m.Flags}}, true, nil
+	}
 	return op{}, false, fmt.Errorf("match %s: %w", m.Name(), errUnsupported)
 }
 
-func (w *Worker) evalExt(o *op, p *packet.Packet, j uint64) uint8 { return resNo }
+func (w *Worker) evalExt(o *op, p *packet.Packet, j uint64) uint8 {
+	x := &o.ext
+	switch o.kind {
+	case opU32:
+		return b2r(x.u32.Match(p.L3) != o.inv)
+	case opBPF:
+		return b2r(x.bpf.Match(p.L3))
+	case opString:
+		return b2r(x.str.Match(p.L3) != o.inv)
+	case opLimit:
+		return b2r(x.lim.Match(j))
+	case opHashlimit:
+		m, hot := x.hl.Match(p, j)
+		if hot {
+			return resHotdrop
+		}
+		return b2r(m)
+	case opSet:
+		return b2r(x.set.Match(p, x.dirs, x.flags, w.now))
+	}
+	return resNo
+}

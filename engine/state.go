@@ -1,5 +1,11 @@
 package engine
 
+import (
+	"github.com/sluice-project/sluice/engine/hashlimit"
+	"github.com/sluice-project/sluice/engine/ipset"
+	"github.com/sluice-project/sluice/engine/jiffies"
+)
+
 // State is what outlives one compiled Program: the sets and the stateful
 // matches' tables. A reload compiles a new Program against the same State,
 // so rate-limit buckets and recent lists carry over, as the issue of
@@ -10,8 +16,18 @@ type State struct {
 }
 
 // NewState returns empty state for the given sets (nil for none).
-func NewState(sets SetRegistry, hz uint64) *State {
+func NewState(sets *ipset.Registry, hz uint64) *State {
 	st := &State{hz: hz}
 	st.ext.init(sets, hz)
 	return st
 }
+
+func (st *State) clock() jiffies.Clock { return jiffies.Clock{HZ: st.hz} }
+
+// Sets returns the loaded sets, or nil.
+func (st *State) Sets() *ipset.Registry { return st.ext.sets }
+
+// SetHashlimitFullPolicy chooses what a full hashlimit table does for
+// tables compiled from now on: hashlimit.FullDrop (the kernel's
+// behaviour) or hashlimit.FullEvictOldest.
+func (st *State) SetHashlimitFullPolicy(p hashlimit.FullPolicy) { st.ext.full = p }

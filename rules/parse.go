@@ -21,6 +21,8 @@ type Options struct {
 	// Sets resolves -m set names. Nil means no sets file: -m set is an
 	// error.
 	Sets SetResolver
+	// HZ is the kernel tick rate limit's checkentry arithmetic uses.
+	HZ uint64
 	// TotalRAM is the machine memory hashlimit's default table size is
 	// derived from, as the kernel derives it. Zero means 4 GiB.
 	TotalRAM uint64

@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/engine/ipset"
+	"github.com/sluice-project/sluice/engine/jiffies"
+	"github.com/sluice-project/sluice/examples"
+	"github.com/sluice-project/sluice/packet"
+	"github.com/sluice-project/sluice/rules"
+)
+
+// ruleFlags are the flags every command that loads a ruleset shares.
+type ruleFlags struct {
+	rules4, rules6, sets string
+	hz                   uint64
+	iface                string
+}
+
+func (rf *ruleFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&rf.rules4, "rules", "", "IPv4 rules in iptables-save format (default: the built-in example ruleset)")
+	fs.StringVar(&rf.rules6, "rules6", "", "IPv6 rules in ip6tables-save format")
+	fs.StringVar(&rf.sets, "sets", "", "ipset sets in `ipset save` format")
+	fs.Uint64Var(&rf.hz, "hz", 0, "kernel tick rate for limit/hashlimit/recent (default: this kernel's CONFIG_HZ, else 250)")
+	fs.StringVar(&rf.iface, "iface-name", "eth0", "input interface name that -i compares against")
+}
+
+// loaded is the text of a ruleset pair and its sets, kept as read because
+// `sluice verify` hands exactly this text to the kernel.
+type loaded struct {
+	text4, text6, sets    []byte
+	name4, name6, setsNam string
+	hz                    uint64
+	iface                 string
+	builtin               bool
+}
+
+// parsed is a loaded ruleset parsed at a given load time.
+type parsed struct {
+	r4, r6 *rules.Ruleset
+	st     *engine.State
+	sets   *ipset.Registry
+}
+
+// load reads the rule files, or the embedded example when none is given.
+func (rf *ruleFlags) load() (*loaded, error) {
+	l := &loaded{hz: rf.hz, iface: rf.iface, name4: rf.rules4, name6: rf.rules6, setsNam: rf.sets}
+	if l.hz == 0 {
+		if hz, err := jiffies.DetectHZ(); err == nil {
+			l.hz = hz
+		} else {
+			l.hz = jiffies.DefaultHZ
+		}
+	}
+	var err error
+	if rf.rules4 == "" && rf.rules6 == "" && rf.sets == "" {
+		l.builtin = true
+		l.text4, l.sets = examples.Rules4, examples.Sets
+		l.name4, l.setsNam = examples.Rules4Name, examples.SetsName
+		return l, nil
+	}
+	read := func(path string) ([]byte, error) {
+		if path == "" {
+			return nil, nil
+		}
+		return os.ReadFile(path)
+	}
+	if l.text4, err = read(rf.rules4); err != nil {
+		return nil, err
+	}
+	if l.text6, err = read(rf.rules6); err != nil {
+		return nil, err
+	}
+	if l.sets, err = read(rf.sets); err != nil {
+		return nil, err
+	}
+	if l.text4 == nil && l.text6 == nil {
+		return nil, fmt.Errorf("no rules: give --rules and/or --rules6")
+	}
+	return l, nil
+}
+
+// parse parses sets and rules with now as the load time (set element
+// timeouts count from it). Nothing is returned unless everything parsed.
+func (l *loaded) parse(now int64) (*parsed, error) {
+	ps := &parsed{}
+	if l.sets != nil {
+		reg, err := ipset.Parse(l.setsNam, bytes.NewReader(l.sets), now)
+		if err != nil {
+			return nil, err
+		}
+		ps.sets = reg
+	}
+	ps.st = engine.NewState(ps.sets, l.hz)
+	var resolver rules.SetResolver
+	if ps.sets != nil {
+		resolver = ps.sets
+	}
+	var err error
+	if l.text4 != nil {
+		if ps.r4, err = rules.Parse(bytes.NewReader(l.text4), rules.Options{Family: packet.FamilyIPv4, File: l.name4, Sets: resolver, HZ: l.hz}); err != nil {
+			return nil, err
+		}
+	}
+	if l.text6 != nil {
+		if ps.r6, err = rules.Parse(bytes.NewReader(l.text6), rules.Options{Family: packet.FamilyIPv6, File: l.name6, Sets: resolver, HZ: l.hz}); err != nil {
+			return nil, err
+		}
+	}
+	return ps, nil
+}
+
+// compile parses and compiles with now as the load time.
+func (l *loaded) compile(now int64) (*engine.Program, *parsed, error) {
+	ps, err := l.parse(now)
+	if err != nil {
+		return nil, nil, err
+	}
+	pr, err := engine.Compile(engine.Config{Rules4: ps.r4, Rules6: ps.r6, HZ: l.hz, InIface: l.iface}, ps.st, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pr, ps, nil
+}
