@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
+	"strings"
 
 	"github.com/sluice-project/sluice/engine"
 	"github.com/sluice-project/sluice/engine/ipset"
@@ -19,6 +21,7 @@ type ruleFlags struct {
 	rules4, rules6, sets string
 	hz                   uint64
 	iface                string
+	local                string
 }
 
 func (rf *ruleFlags) register(fs *flag.FlagSet) {
@@ -27,6 +30,7 @@ func (rf *ruleFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&rf.sets, "sets", "", "ipset sets in `ipset save` format")
 	fs.Uint64Var(&rf.hz, "hz", 0, "kernel tick rate for limit/hashlimit/recent (default: this kernel's CONFIG_HZ, else 250)")
 	fs.StringVar(&rf.iface, "iface-name", "eth0", "input interface name that -i compares against")
+	fs.StringVar(&rf.local, "local-addrs", "", "comma-separated addresses of this host (IPv4 sources claiming one are martians and never reach INPUT)")
 }
 
 // loaded is the text of a ruleset pair and its sets, kept as read because
@@ -36,6 +40,7 @@ type loaded struct {
 	name4, name6, setsNam string
 	hz                    uint64
 	iface                 string
+	localAddrs            []netip.Addr
 	builtin               bool
 }
 
@@ -57,6 +62,16 @@ func (rf *ruleFlags) load() (*loaded, error) {
 		}
 	}
 	var err error
+	for _, a := range strings.Split(rf.local, ",") {
+		if a == "" {
+			continue
+		}
+		addr, err := netip.ParseAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("--local-addrs: %v", err)
+		}
+		l.localAddrs = append(l.localAddrs, addr)
+	}
 	if rf.rules4 == "" && rf.rules6 == "" && rf.sets == "" {
 		l.builtin = true
 		l.text4, l.sets = examples.Rules4, examples.Sets
@@ -120,7 +135,7 @@ func (l *loaded) compile(now int64) (*engine.Program, *parsed, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	pr, err := engine.Compile(engine.Config{Rules4: ps.r4, Rules6: ps.r6, HZ: l.hz, InIface: l.iface}, ps.st, now)
+	pr, err := engine.Compile(engine.Config{Rules4: ps.r4, Rules6: ps.r6, HZ: l.hz, InIface: l.iface, LocalAddrs: l.localAddrs}, ps.st, now)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"net/netip"
 	"sync/atomic"
 
 	"github.com/sluice-project/sluice/engine/jiffies"
@@ -18,6 +19,10 @@ type Config struct {
 	HZ uint64
 	// InIface is the input interface name that -i compares against.
 	InIface string
+	// LocalAddrs are the host's own addresses: the kernel drops IPv4
+	// packets claiming one of them as source before INPUT, and joins the
+	// IPv6 solicited-node group of each.
+	LocalAddrs []netip.Addr
 }
 
 // Program is a compiled, immutable ruleset pair. Workers evaluate it
@@ -27,6 +32,8 @@ type Program struct {
 	clock   jiffies.Clock
 	inIface [16]byte
 	state   *State
+
+	localAddrs []netip.Addr
 }
 
 // Compile builds a Program. st carries the state of stateful matches and
@@ -40,7 +47,7 @@ func Compile(cfg Config, st *State, now int64) (*Program, error) {
 		st = NewState(nil, cfg.HZ)
 	}
 	st.hz = cfg.HZ
-	pr := &Program{clock: jiffies.Clock{HZ: cfg.HZ}, state: st}
+	pr := &Program{clock: jiffies.Clock{HZ: cfg.HZ}, state: st, localAddrs: cfg.LocalAddrs}
 	if len(cfg.InIface) > 15 {
 		return nil, fmt.Errorf("interface name %q is longer than 15 characters", cfg.InIface)
 	}
@@ -142,6 +149,12 @@ func (w *Worker) process(p *packet.Packet, now int64) Verdict {
 	if fp == nil {
 		return NotFiltered
 	}
+	if p.NumVLANs > 0 && p.VLAN != 0 {
+		// Tagged for a VLAN: the kernel hands it to that VLAN's device,
+		// or, with none, drops it as PACKET_OTHERHOST before any hook.
+		// Either way this interface's rules never see it.
+		return NotFiltered
+	}
 	if p.Family == packet.FamilyIPv4 {
 		w.src4, w.dst4 = addr4(p.Src), addr4(p.Dst)
 	} else {
@@ -150,7 +163,7 @@ func (w *Worker) process(p *packet.Packet, now int64) Verdict {
 	j := w.pr.clock.Jiffies(now)
 	w.now = now
 	for h := range fp.hooks {
-		if h == 2 && !reachesInput(p) {
+		if h == 2 && !w.pr.reachesInput(p) {
 			// The routing decision between PREROUTING and INPUT
 			// discards or forwards it; the kernel decides, not us.
 			return Accept

@@ -7,6 +7,7 @@ import (
 	"github.com/sluice-project/sluice/engine/hashlimit"
 	"github.com/sluice-project/sluice/engine/ipset"
 	"github.com/sluice-project/sluice/engine/limit"
+	"github.com/sluice-project/sluice/engine/recent"
 	"github.com/sluice-project/sluice/engine/strmatch"
 	"github.com/sluice-project/sluice/engine/u32"
 	"github.com/sluice-project/sluice/packet"
@@ -17,6 +18,7 @@ import (
 type extState struct {
 	sets      *ipset.Registry
 	hashlimit *hashlimit.Registry
+	recent    *recent.Registry
 	// limits keeps each limit rule's bucket by the rule's identity, so a
 	// reload that keeps the rule keeps its credit.
 	limits map[string]*limit.State
@@ -27,6 +29,7 @@ type extState struct {
 func (e *extState) init(sets *ipset.Registry, hz uint64) {
 	e.sets = sets
 	e.hashlimit = hashlimit.NewRegistry(hz)
+	e.recent = recent.NewRegistry(hz)
 	e.limits = map[string]*limit.State{}
 }
 
@@ -37,6 +40,7 @@ type extOp struct {
 	str   *strmatch.Matcher
 	lim   *limit.State
 	hl    *hashlimit.Table
+	rec   *recent.Match
 	set   *ipset.Set
 	dirs  []ipset.Dir
 	flags ipset.MatchFlags
@@ -64,6 +68,12 @@ func compileExt(fam packet.Family, m rules.Match, st *State, now int64) (op, boo
 		}
 		t.SetFullPolicy(st.ext.full)
 		return op{kind: opHashlimit, ext: extOp{hl: t}}, true, nil
+	case *rules.Recent:
+		r, err := st.ext.recent.Get(m.Cfg)
+		if err != nil {
+			return op{}, false, err
+		}
+		return op{kind: opRecent, ext: extOp{rec: r}}, true, nil
 	case *rules.Set:
 		return op{kind: opSet, ext: extOp{set: m.Set, dirs: m.Dirs, flags: m.Flags}}, true, nil
 	}
@@ -83,6 +93,12 @@ func (w *Worker) evalExt(o *op, p *packet.Packet, j uint64) uint8 {
 		return b2r(x.lim.Match(j))
 	case opHashlimit:
 		m, hot := x.hl.Match(p, j)
+		if hot {
+			return resHotdrop
+		}
+		return b2r(m)
+	case opRecent:
+		m, hot := x.rec.Match(p, j)
 		if hot {
 			return resHotdrop
 		}

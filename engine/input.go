@@ -7,44 +7,56 @@ import (
 )
 
 // reachesInput models the routing decision between PREROUTING and INPUT
-// for a host where every destination is local (the AnyIP setup sluice's
-// kernel oracle uses, and the default for replay): the kernel's
-// ip_route_input_slow drops martian sources and destinations before INPUT,
-// and multicast is delivered only for groups the host has joined.
-func reachesInput(p *packet.Packet) bool {
+// on a host where every destination is local (the AnyIP setup sluice's
+// kernel oracle uses, and the default for replay). Each case below is a
+// fact the oracle's tests check against the kernel (oracle/doc.go):
+// ip_route_input_slow drops martian sources and destinations, multicast is
+// delivered only for joined groups, and IPv4 fragments are reassembled in
+// ip_local_deliver before LOCAL_IN.
+func (pr *Program) reachesInput(p *packet.Packet) bool {
+	for _, a := range pr.localAddrs {
+		if p.Src == a && p.Family == packet.FamilyIPv4 {
+			return false // a source claiming to be us is a martian
+		}
+	}
 	if p.Family == packet.FamilyIPv4 {
+		if p.IsFragment {
+			// INPUT sees the reassembled datagram; sluice does not
+			// reassemble, so it counts none of the pieces there.
+			return false
+		}
 		s, d := p.Src.As4(), p.Dst.As4()
-		if s[0] >= 224 && s[0] <= 239 { // multicast source
+		switch {
+		case s[0] >= 224 && s[0] <= 239: // multicast source
 			return false
-		}
-		if s == [4]byte{255, 255, 255, 255} {
+		case s == [4]byte{255, 255, 255, 255}:
 			return false
-		}
-		if d == [4]byte{255, 255, 255, 255} {
-			return true // limited broadcast is delivered locally
-		}
-		if s[0] == 0 && d == [4]byte{} {
-			return true
-		}
-		if s[0] == 0 || d[0] == 0 { // zeronet source or destination
+		case d == [4]byte{255, 255, 255, 255}:
+			return true // limited broadcast, even from 0.0.0.0
+		case s == [4]byte{}, d == [4]byte{}:
+			return false // 0.0.0.0 only: the rest of 0/8 is valid unicast now
+		case s[0] == 127, d[0] == 127: // loopback without route_localnet
 			return false
-		}
-		if d[0] == 127 || s[0] == 127 { // loopback without route_localnet
-			return false
-		}
-		if d[0] >= 224 && d[0] <= 239 {
+		case d[0] >= 224 && d[0] <= 239:
 			return d == [4]byte{224, 0, 0, 1} // only all-hosts is joined
 		}
 		return true
 	}
-	d := p.Dst
-	if d.IsMulticast() {
-		return d == allNodes || d == allNodesIface
+	if d := p.Dst; d.IsMulticast() {
+		if d == allNodes {
+			return true
+		}
+		// Solicited-node groups of our addresses are joined too.
+		if b := d.As16(); b[0] == 0xff && b[1] == 0x02 && b[11] == 1 && b[12] == 0xff {
+			for _, a := range pr.localAddrs {
+				if la := a.As16(); a.Is6() && la[13] == b[13] && la[14] == b[14] && la[15] == b[15] {
+					return true
+				}
+			}
+		}
+		return false
 	}
 	return true
 }
 
-var (
-	allNodes      = netip.MustParseAddr("ff02::1")
-	allNodesIface = netip.MustParseAddr("ff01::1")
-)
+var allNodes = netip.MustParseAddr("ff02::1")

@@ -24,6 +24,8 @@ func (p *parser) newExtMatch(name string) MatchParser {
 		return p.limitMatch()
 	case "hashlimit":
 		return p.hashlimitMatch()
+	case "recent":
+		return p.recentMatch()
 	case "set":
 		return p.setMatch()
 	}

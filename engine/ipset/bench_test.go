@@ -5,9 +5,12 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gaissmai/bart"
 
 	"github.com/sluice-project/sluice/packet"
 )
@@ -94,54 +97,169 @@ func bigNetText(n int) string {
 	return sb.String()
 }
 
-var bigNet *Set
+var (
+	bigNet      *Set
+	bigNetBuild time.Duration
+	bigNetMiB   float64
+)
 
 func bigNetForBench(b *testing.B) *Set {
 	if bigNet != nil {
 		return bigNet
 	}
 	text := bigNetText(1_000_000)
-	runtime.GC()
-	var m0, m1 runtime.MemStats
-	runtime.ReadMemStats(&m0)
+	h0 := heapInUse()
 	t0 := time.Now()
 	r, err := Parse("big", strings.NewReader(text), 0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	build := time.Since(t0)
-	runtime.GC()
-	runtime.ReadMemStats(&m1)
+	bigNetBuild = time.Since(t0)
+	bigNetMiB = float64(heapInUse()-h0) / (1 << 20)
 	bigNet = r.Get("big")
-	b.Logf("hash:net 1M prefixes: parse+build %v, retained heap %.1f MiB", build, float64(m1.HeapAlloc-m0.HeapAlloc)/(1<<20))
+	b.Logf("hash:net 1M prefixes: parse+build %v, retained heap %.1f MiB (lpm4 %d bits first level, %.1f MiB)",
+		bigNetBuild, bigNetMiB, bigNet.net4.first, float64(bigNet.net4.bytes())/(1<<20))
 	return bigNet
 }
 
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// randAddrs4 returns n random IPv4 addresses.
+func randAddrs4(n int) []netip.Addr {
+	rng := rand.New(rand.NewPCG(3, 4))
+	out := make([]netip.Addr, n)
+	for i := range out {
+		v := rng.Uint32()
+		out[i] = netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	}
+	return out
+}
+
+// BenchmarkHashNet1M is Match on a hash:net of 1M random /8../32 IPv4
+// prefixes. "random" cycles 4096 random addresses (the lookups' cache
+// lines fit in L2), "random1M" 1M of them (every lookup goes to DRAM),
+// "hot16" 16 addresses (the cost of the code). build-s and MiB are the
+// Parse of the whole set and the heap it retains, elements included.
 func BenchmarkHashNet1M(b *testing.B) {
 	s := bigNetForBench(b)
-	rng := rand.New(rand.NewPCG(3, 4))
-	pk := make([]*packet.Packet, 4096)
-	for i := range pk {
-		v := rng.Uint32()
-		a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-		pk[i] = &packet.Packet{Family: packet.FamilyIPv4, Src: a, Dst: a}
-	}
-	// "random" defeats the CPU caches (each lookup walks cold nodes of a
-	// 180 MiB trie); "hot16" cycles 16 addresses, the cost of the code.
+	addrs := randAddrs4(1 << 20)
+	p := &packet.Packet{Family: packet.FamilyIPv4}
 	for _, bc := range []struct {
 		name string
 		mask int
-	}{{"random", 4095}, {"hot16", 15}} {
+	}{{"random", 4095}, {"random1M", 1<<20 - 1}, {"hot16", 15}} {
 		b.Run(bc.name, func(b *testing.B) {
 			hits, i := 0, 0
 			b.ReportAllocs()
 			for b.Loop() {
-				if s.Match(pk[i&bc.mask], src, MatchFlags{}, 0) {
+				p.Src = addrs[i&bc.mask]
+				if s.Match(p, src, MatchFlags{}, 0) {
 					hits++
 				}
 				i++
 			}
 			b.ReportMetric(float64(hits)/float64(i), "hit-ratio")
+			b.ReportMetric(bigNetBuild.Seconds(), "build-s")
+			b.ReportMetric(bigNetMiB, "MiB")
+		})
+	}
+	// A counter compare forces the general walk (mtype_test_cidrs with
+	// extension checks) on a counters set.
+	b.Run("slowpath", func(b *testing.B) {
+		r, err := Parse("big", strings.NewReader(strings.Replace(bigNetText(1_000_000), "maxelem", "counters maxelem", 1)), 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := r.Get("big")
+		i := 0
+		b.ResetTimer()
+		for b.Loop() {
+			p.Src = addrs[i&4095]
+			s.Match(p, src, MatchFlags{PacketsOp: CounterGT}, 0)
+			i++
+		}
+	})
+}
+
+// randPrefixes4 is n distinct random /8../32 prefixes with lpm4 values.
+func randPrefixes4(n int) []lpmPrefix {
+	rng := rand.New(rand.NewPCG(1, 2))
+	seen := map[uint64]bool{}
+	ps := make([]lpmPrefix, 0, n)
+	for len(ps) < n {
+		l := uint8(8 + rng.IntN(25))
+		a := rng.Uint32() & mask4(l)
+		if k := uint64(a)<<8 | uint64(l); !seen[k] {
+			seen[k] = true
+			ps = append(ps, lpmPrefix{a, l, netRef(int32(len(ps)), false)})
+		}
+	}
+	return ps
+}
+
+// BenchmarkLPM4 compares the bare LPM structures a hash:net could use on
+// 1M random /8../32 prefixes: bart's Table and Fast, and lpm4 with 16 or
+// 24 first-level bits. build-s and MiB are the build from a prefix list
+// and the heap the structure retains.
+func BenchmarkLPM4(b *testing.B) {
+	ps := randPrefixes4(1_000_000)
+	addrs := randAddrs4(1 << 20)
+	u32 := make([]uint32, len(addrs))
+	for i, a := range addrs {
+		u32[i] = v4(a)
+	}
+	type lookupFn func(i int) uint32
+	measure := func(build func() lookupFn) (lookupFn, float64, float64) {
+		h0 := heapInUse()
+		t0 := time.Now()
+		f := build()
+		sec := time.Since(t0).Seconds()
+		return f, sec, float64(heapInUse()-h0) / (1 << 20)
+	}
+	run := func(name string, build func() lookupFn) {
+		f, sec, mib := measure(build)
+		for _, pool := range []struct {
+			name string
+			mask int
+		}{{"random", 4095}, {"random1M", 1<<20 - 1}} {
+			b.Run(name+"/"+pool.name, func(b *testing.B) {
+				var sink uint32
+				i := 0
+				for b.Loop() {
+					sink += f(i & pool.mask)
+					i++
+				}
+				b.ReportMetric(sec, "build-s")
+				b.ReportMetric(mib, "MiB")
+				runtime.KeepAlive(sink)
+			})
+		}
+	}
+	run("bartTable", func() lookupFn {
+		t := &bart.Table[uint32]{}
+		for _, p := range ps {
+			t.Insert(netip.PrefixFrom(addr4(p.addr), int(p.len)), p.val)
+		}
+		return func(i int) uint32 { v, _ := t.Lookup(addrs[i]); return v }
+	})
+	run("bartFast", func() lookupFn {
+		t := &bart.Fast[uint32]{}
+		for _, p := range ps {
+			t.Insert(netip.PrefixFrom(addr4(p.addr), int(p.len)), p.val)
+		}
+		return func(i int) uint32 { v, _ := t.Lookup(addrs[i]); return v }
+	})
+	for _, first := range []uint8{16, 24} {
+		run(fmt.Sprintf("lpm4-%d", first), func() lookupFn {
+			q := slices.Clone(ps)
+			sortPrefixes4(q)
+			t := newLPM4(q, first)
+			return func(i int) uint32 { return t.lookup(u32[i]) }
 		})
 	}
 }

@@ -111,6 +111,11 @@ func Parse(filename string, r io.Reader, now int64) (*Registry, error) {
 	if err := sc.Err(); err != nil {
 		return nil, &ParseError{File: filename, Line: p.line + 1, Col: 1, Word: "", Msg: "read error: " + err.Error()}
 	}
+	for _, s := range p.r.order {
+		if s.typ == typeHashNet {
+			s.finishNet()
+		}
+	}
 	return p.r, nil
 }
 
@@ -295,7 +300,7 @@ func (p *parser) create(toks []token) error {
 	case typeHashIPPortIP:
 		s.mwide = map[wideKey]int32{}
 	case typeHashNet:
-		s.nets = &bart.Table[int32]{}
+		s.nets = &bart.Table[uint32]{}
 	case typeBitmapIP:
 		if rangeTok == nil {
 			return p.errf(toks[2], "bitmap:ip needs a range option")
@@ -549,7 +554,7 @@ func (p *parser) insert(s *Set, t token, e *elem) error {
 		pfx := netip.PrefixFrom(e.ip1, int(e.cidr))
 		_, dup = s.nets.Get(pfx)
 		if !dup {
-			s.nets.Insert(pfx, idx)
+			s.nets.Insert(pfx, netRef(idx, e.nomatch))
 		}
 	case typeBitmapIP:
 		id := (v4(e.ip1) - s.firstIP) / s.hosts

@@ -122,7 +122,17 @@ type Set struct {
 	// Lookup structures; only the one for the type is used.
 	m64   map[uint64]int32
 	mwide map[wideKey]int32
-	nets  *bart.Table[int32] // hash:net
+	// hash:net: nets maps each prefix to its netRef while parsing and,
+	// for IPv6, at match time; an IPv4 set is answered by net4 instead
+	// and drops nets once Parse is done. netParent[i] is the element of
+	// the longest present prefix strictly containing element i's, or -1:
+	// the next entry mtype_test_cidrs tries when i fails its extensions.
+	nets      *bart.Table[uint32]
+	net4      *lpm4
+	netParent []int32
+	// netFastUntil is the latest now at which no element can fail a
+	// timeout check: the earliest element expiry, or MaxInt64.
+	netFastUntil int64
 	// netLens lists the prefix lengths present in a hash:net,port set,
 	// most specific first, as h->nets[] in ip_set_hash_gen.h.
 	netLens  []uint8
@@ -290,21 +300,57 @@ func (s *Set) testList(p *packet.Packet, dirs []Dir, f MatchFlags, mc bool, now 
 	return 0
 }
 
+// netRef packs an element index and its nomatch flag into a non-zero
+// value for the LPM structures, so the fast path decides without
+// touching elems: (i<<1 | nomatch) + 1.
+func netRef(i int32, nomatch bool) uint32 {
+	r := uint32(i) << 1
+	if nomatch {
+		r |= 1
+	}
+	return r + 1
+}
+
 // testNet is mtype_test_cidrs for hash:net: longest prefix first; an entry
 // whose extensions fail (expired, counters) is skipped and the next
 // shorter present prefix is tried.
+//
+// When no entry can fail its extensions (no --packets/--bytes compare
+// and no element expired yet; counter updates never fail), the first
+// entry tried decides, so one longest-prefix-match lookup is the
+// kernel's answer, nomatch flag included, and only a counters set has
+// to touch the element, to bump its counters.
 func (s *Set) testNet(a netip.Addr, p *packet.Packet, f MatchFlags, mc bool, now int64) int {
-	i, ok := s.nets.Lookup(a)
-	for ok {
+	var r uint32
+	if s.net4 != nil {
+		r = s.net4.lookup(v4(a))
+	} else {
+		r, _ = s.nets.Lookup(a)
+	}
+	if r == 0 {
+		return 0
+	}
+	i := int32((r - 1) >> 1)
+	if !mc && now <= s.netFastUntil {
+		if s.withCounters && !f.SkipCounterUpdate {
+			s.extOK(i, p, f, false, now)
+		}
+		if (r-1)&1 == 0 {
+			return 1
+		}
+		return -1
+	}
+	return s.testNetFrom(i, p, f, mc, now)
+}
+
+// testNetFrom is the general mtype_test_cidrs walk from element i, the
+// longest present prefix containing the address, through the shorter ones.
+func (s *Set) testNetFrom(i int32, p *packet.Packet, f MatchFlags, mc bool, now int64) int {
+	for i >= 0 {
 		if r := s.matchExt(i, p, f, mc, now); r != 0 {
 			return r
 		}
-		c := int(s.elems[i].cidr)
-		if c <= 1 {
-			return 0
-		}
-		pfx, _ := a.Prefix(c - 1)
-		i, ok = s.nets.LookupPrefix(pfx)
+		i = s.netParent[i]
 	}
 	return 0
 }

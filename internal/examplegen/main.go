@@ -46,6 +46,9 @@ type gen struct {
 	rng     *rand.Rand
 	legit   []netip.Addr // legitimate clients
 	botnets []netip.Prefix
+	// named attackers: sources the rate rules must catch, kept off the
+	// blocklist so that the rate rules see them.
+	sshBrute, dnsFlooder, pinger netip.Addr
 	blocked []netip.Prefix
 	frames  []frame
 	server  netip.Addr
@@ -66,6 +69,7 @@ func newGen(seed uint64) *gen {
 	for i := 0; i < 3; i++ {
 		g.botnets = append(g.botnets, netip.PrefixFrom(g.publicAddr(), 24).Masked())
 	}
+	g.sshBrute, g.dnsFlooder, g.pinger = g.publicAddr(), g.publicAddr(), g.publicAddr()
 	return g
 }
 
@@ -87,7 +91,7 @@ func (g *gen) publicAddr() netip.Addr {
 func (g *gen) sets() string {
 	var b strings.Builder
 	b.WriteString("create allowlist hash:net family inet hashsize 1024 maxelem 65536\n")
-	b.WriteString("add allowlist 192.0.2.0/28\n")
+	b.WriteString("add allowlist 192.0.2.128/28\n")
 	b.WriteString("create blocklist hash:net family inet hashsize 65536 maxelem 262144\n")
 	// A threat feed: 120k prefixes, /16 to /24, none covering a legitimate
 	// client or a botnet (botnets are caught by rate, not by list).
@@ -123,6 +127,11 @@ func (g *gen) coversKnown(p netip.Prefix) bool {
 	}
 	for _, n := range g.botnets {
 		if p.Overlaps(n) {
+			return true
+		}
+	}
+	for _, a := range []netip.Addr{g.sshBrute, g.dnsFlooder, g.pinger} {
+		if p.Contains(a) {
 			return true
 		}
 	}
@@ -173,7 +182,7 @@ func (g *gen) writeCapture(path string) error {
 		g.add(g.at(), g.v4(c, packet.ProtoUDP, packet.BuildUDP(53, g.port(), make([]byte, 120))))
 	}
 	// SSH brute force from one address: 12 SYNs in a second.
-	bad := g.publicAddr()
+	bad := g.sshBrute
 	for k := 0; k < 12; k++ {
 		g.add(g.start+int64(k)*80e6, g.v4(bad, packet.ProtoTCP, packet.BuildTCP(g.port(), 22, syn, nil)))
 	}
@@ -212,12 +221,12 @@ func (g *gen) writeCapture(path string) error {
 		ans[2] |= 0x80
 		g.add(g.at(), g.v4(g.publicAddr(), packet.ProtoUDP, packet.BuildUDP(g.port(), 53, ans)))
 	}
-	flooder := g.publicAddr()
+	flooder := g.dnsFlooder
 	for i := 0; i < 1000; i++ {
 		g.add(g.start+int64(i)*1e6, g.v4(flooder, packet.ProtoUDP, packet.BuildUDP(g.port(), 53, dnsQuery(uint16(i), "example.net", 1))))
 	}
 	// Ping flood, oversized ICMP, and useful ICMP.
-	pinger := g.publicAddr()
+	pinger := g.pinger
 	for i := 0; i < 2000; i++ {
 		g.add(g.at(), g.v4(pinger, packet.ProtoICMP, packet.BuildICMP(8, 0, uint32(i), make([]byte, 56))))
 	}
@@ -256,7 +265,7 @@ func (g *gen) writeCapture(path string) error {
 	for i := 0; i < 200; i++ {
 		c := g.legit[g.rng.IntN(200)]
 		g.add(g.at(), g.v4(c, packet.ProtoTCP, packet.BuildTCP(g.port(), 80, ack|packet.TCPPsh, []byte("GET /xmlrpc.php HTTP/1.1\r\nHost: example.net\r\n\r\n"))))
-		g.add(g.at(), g.v4(netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + i%14)}), packet.ProtoUDP, packet.BuildUDP(g.port(), 161, nil)))
+		g.add(g.at(), g.v4(netip.AddrFrom4([4]byte{192, 0, 2, byte(129 + i%14)}), packet.ProtoUDP, packet.BuildUDP(g.port(), 161, nil)))
 	}
 	// Damaged frames the kernel discards before netfilter, truncated TCP
 	// headers that hotdrop, broadcasts, and ARP that sluice leaves alone.

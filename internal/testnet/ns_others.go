@@ -11,6 +11,12 @@ import (
 
 const supported = false
 
+// Interface names of the pair (see the Linux build).
+const (
+	AIfName = "sl-a"
+	BIfName = "sl-b"
+)
+
 // ErrUnsupported is returned everywhere but on Linux: network namespaces,
 // veths and AF_PACKET sockets are Linux facilities.
 var ErrUnsupported = errors.New("testnet: network namespaces need Linux")

@@ -1,0 +1,659 @@
+package hashlimit
+
+import (
+	"encoding/binary"
+	"hash/maphash"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/sluice-project/sluice/engine/jiffies"
+	"github.com/sluice-project/sluice/packet"
+)
+
+// FullPolicy says what happens to a new flow when the table holds Max
+// entries.
+type FullPolicy uint8
+
+const (
+	// FullDrop is the kernel's behaviour: dsthash_alloc_init refuses the
+	// entry (count >= max) and the match hotdrops the packet.
+	FullDrop FullPolicy = iota
+	// FullEvictOldest is a sluice option: the least recently used entry
+	// is evicted to make room. It departs from iptables' counters by
+	// design, for operators who prefer it under floods of new sources.
+	FullEvictOldest
+)
+
+// keyLen is sizeof(struct dsthash_dst): two 16-byte addresses and ports.
+const keyLen = 36
+
+type key [keyLen]byte
+
+const (
+	chunkShift = 12
+	chunkSize  = 1 << chunkShift
+	nilIdx     = -1
+)
+
+// entry is struct dsthash_ent. In rate-match mode credit, creditCap and
+// cost hold current_rate, rate and burst, as the kernel's union does.
+type entry struct {
+	k          key
+	next       int32 // bucket chain, or free list
+	lruPrev    int32
+	lruNext    int32
+	bucket     uint32 // guarded by htable.mu, not the stripe lock
+	expires    uint64
+	prev       uint64
+	credit     uint64
+	creditCap  uint64
+	cost       uint64
+	interval   uint32
+	prevWindow uint32
+}
+
+type stripe struct {
+	mu sync.Mutex
+	_  [56]byte // keep stripes on separate cache lines
+}
+
+// htable is struct xt_hashlimit_htable: shared by every rule naming it.
+type htable struct {
+	cfg      Config // the creating rule's, after Defaults
+	mode     uint32
+	k        consts
+	expireJ  uint64
+	gcJ      uint64
+	seed     maphash.Seed
+	buckets  []int32
+	bmask    uint32
+	stripes  []stripe
+	smask    uint32
+	maxCount int32
+
+	mu      sync.Mutex // free list, chunk allocation, count, LRU list
+	chunks  []*[chunkSize]entry
+	nalloc  int32
+	free    int32
+	count   int32
+	lruHead int32 // least recently used
+	lruTail int32
+	policy  atomic.Uint32
+
+	gcMu      sync.Mutex
+	nextGC    atomic.Uint64
+	fullDrops atomic.Uint64
+	evictions atomic.Uint64
+}
+
+func newHtable(cfg Config, hz, j uint64) *htable {
+	t := &htable{
+		cfg:      cfg,
+		mode:     cfg.mode(),
+		k:        newConsts(hz),
+		expireJ:  jiffies.MsecsToJiffies(cfg.Expire, hz),
+		gcJ:      jiffies.MsecsToJiffies(cfg.GCInterval, hz),
+		seed:     maphash.MakeSeed(),
+		maxCount: int32(cfg.Max),
+		free:     nilIdx,
+		lruHead:  nilIdx,
+		lruTail:  nilIdx,
+	}
+	// Our own bucket count: a power of two near Max keeps chains short;
+	// the kernel's Size only affects its speed, never a verdict.
+	nb := uint32(16)
+	for nb < cfg.Max && nb < 1<<21 {
+		nb <<= 1
+	}
+	t.buckets = make([]int32, nb)
+	for i := range t.buckets {
+		t.buckets[i] = nilIdx
+	}
+	t.bmask = nb - 1
+	ns := uint32(64)
+	if ns > nb {
+		ns = nb
+	}
+	t.stripes = make([]stripe, ns)
+	t.smask = ns - 1
+	t.chunks = make([]*[chunkSize]entry, (int(cfg.Max)+chunkSize-1)/chunkSize)
+	t.nextGC.Store(j + t.gcJ)
+	return t
+}
+
+func (t *htable) ent(i int32) *entry { return &t.chunks[i>>chunkShift][i&(chunkSize-1)] }
+
+// Table is one rule's handle on a shared hashlimit table: the table's
+// entries, rate and expiry come from the rule that created it (as the
+// kernel's hinfo->cfg), while the above/bytes/rate-match flags that decide
+// the verdict are this rule's own (cfg->mode in hashlimit_mt_common).
+type Table struct {
+	ht   *htable
+	mode uint32
+}
+
+// Registry holds the tables of one ruleset, keyed by (name, family) as
+// htable_find_get does.
+type Registry struct {
+	hz     uint64
+	mu     sync.Mutex
+	tables map[string]*htable
+}
+
+// NewRegistry returns an empty registry for a kernel with the given HZ.
+func NewRegistry(hz uint64) *Registry {
+	if hz == 0 {
+		hz = jiffies.DefaultHZ
+	}
+	return &Registry{hz: hz, tables: make(map[string]*htable)}
+}
+
+// Get is hashlimit_mt_check for a rule loaded at jiffy j: it validates cfg
+// and returns the rule's handle on the table named cfg.Name for
+// cfg.Family, creating it from cfg if absent. A later rule naming an
+// existing table does not change it: its size, max, expiry, gc interval,
+// hash mode, masks, rate and burst are ignored, as in the kernel.
+func (r *Registry) Get(cfg Config, j uint64) (*Table, error) {
+	if err := cfg.Check(r.hz); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name := cfg.Name + "\x00" + cfg.Family.String()
+	ht := r.tables[name]
+	if ht == nil {
+		ht = newHtable(cfg, r.hz, j)
+		r.tables[name] = ht
+	}
+	return &Table{ht: ht, mode: cfg.mode()}, nil
+}
+
+// SetFullPolicy chooses what a full table does; it applies to the shared
+// table. Switching to FullEvictOldest while entries exist orders those
+// entries arbitrarily in the LRU list.
+func (t *Table) SetFullPolicy(p FullPolicy) {
+	ht := t.ht
+	if FullPolicy(ht.policy.Load()) == p {
+		return
+	}
+	for i := range ht.stripes {
+		ht.stripes[i].mu.Lock()
+	}
+	ht.mu.Lock()
+	ht.lruHead, ht.lruTail = nilIdx, nilIdx
+	if p == FullEvictOldest {
+		for b := range ht.buckets {
+			for i := ht.buckets[b]; i != nilIdx; i = ht.ent(i).next {
+				ht.lruPush(i)
+			}
+		}
+	}
+	ht.policy.Store(uint32(p))
+	ht.mu.Unlock()
+	for i := range ht.stripes {
+		ht.stripes[i].mu.Unlock()
+	}
+}
+
+// Stats reports the table's size and how often it was full.
+func (t *Table) Stats() (entries, max int, fullDrops, evictions uint64) {
+	ht := t.ht
+	ht.mu.Lock()
+	n := ht.count
+	ht.mu.Unlock()
+	return int(n), int(ht.maxCount), ht.fullDrops.Load(), ht.evictions.Load()
+}
+
+// GC runs the garbage collections due by jiffy j. Match does this itself;
+// call GC at scrape time so idle tables report their true size.
+func (t *Table) GC(j uint64) { t.ht.maybeGC(j) }
+
+// Match is hashlimit_mt_common at jiffy j. hotdrop is true when the kernel
+// would drop the packet outright: its ports cannot be read, or the table
+// is full (FullDrop). Safe for concurrent use; no allocation.
+func (t *Table) Match(p *packet.Packet, j uint64) (match, hotdrop bool) {
+	ht := t.ht
+	ht.maybeGC(j)
+	var k key
+	if !ht.initDst(&k, p) {
+		return false, true
+	}
+	h := uint32(maphash.Bytes(ht.seed, k[:]))
+	b := h & ht.bmask
+	s := &ht.stripes[b&ht.smask]
+	s.mu.Lock()
+	var e *entry
+	for {
+		idx := ht.buckets[b]
+		for idx != nilIdx {
+			c := ht.ent(idx)
+			if c.k == k {
+				e = c
+				break
+			}
+			idx = c.next
+		}
+		if e != nil {
+			// Found (expired or not: only gc removes entries).
+			e.expires = j + ht.expireJ
+			ht.recalc(e, j)
+			if FullPolicy(ht.policy.Load()) == FullEvictOldest {
+				ht.mu.Lock()
+				ht.lruUnlink(idx)
+				ht.lruPush(idx)
+				ht.mu.Unlock()
+			}
+			break
+		}
+		idx, retry := ht.alloc(b, s)
+		if retry {
+			continue
+		}
+		if idx == nilIdx {
+			s.mu.Unlock()
+			ht.fullDrops.Add(1)
+			return false, true
+		}
+		e = ht.ent(idx)
+		e.k = k
+		e.next = ht.buckets[b]
+		ht.buckets[b] = idx
+		e.expires = j + ht.expireJ
+		ht.initRate(e, j)
+		break
+	}
+	match = t.verdict(e, p)
+	s.mu.Unlock()
+	return match, false
+}
+
+// verdict spends credit with this rule's flags, as the tail of
+// hashlimit_mt_common does: --hashlimit-above inverts the result but
+// spends tokens exactly like --hashlimit-upto.
+func (t *Table) verdict(e *entry, p *packet.Packet) bool {
+	inv := t.mode&modeInvert != 0
+	if t.mode&modeRateMatch != 0 {
+		cost := uint64(1)
+		if t.mode&modeBytes != 0 {
+			cost = uint64(uint32(p.Len))
+		}
+		e.credit += cost // current_rate
+		if e.prevWindow == 0 && e.credit <= e.cost /* burst */ {
+			return !inv
+		}
+		return inv
+	}
+	var cost uint64
+	if t.mode&modeBytes != 0 {
+		cost = t.ht.byteCost(uint32(p.Len), e)
+	} else {
+		cost = e.cost
+	}
+	if e.credit >= cost {
+		e.credit -= cost
+		return !inv
+	}
+	return inv
+}
+
+// byteCost is hashlimit_byte_cost: the length in 16-byte chunks (plus
+// one) times the per-chunk cost, capped at a second's worth; when credit
+// is short and refills remain, one refill restores a full second.
+func (t *htable) byteCost(l uint32, e *entry) uint64 {
+	tmp := uint64((l>>byteShift)+1) * e.cost
+	if tmp > t.k.capBytes {
+		tmp = t.k.capBytes
+	}
+	if e.credit < tmp && e.creditCap != 0 {
+		e.creditCap--
+		e.credit = t.k.capBytes
+	}
+	return uint64(uint32(tmp))
+}
+
+// initRate is rateinfo_init, from the table's (first rule's) config.
+func (t *htable) initRate(e *entry, j uint64) {
+	c := &t.cfg
+	e.prev = j
+	switch {
+	case t.mode&modeRateMatch != 0:
+		e.prevWindow = 0
+		e.credit = 0
+		if t.mode&modeBytes != 0 {
+			u := uint32(c.Avg)
+			r := uint64(0xFFFFFFFF)
+			if u != 0 {
+				r = uint64(0xFFFFFFFF / u)
+			}
+			e.creditCap = (r - 1) << byteShift // user2rate_bytes
+			if c.Burst != 0 {
+				e.cost = uint64(c.Burst) * e.creditCap
+			} else {
+				e.cost = e.creditCap
+			}
+		} else {
+			e.creditCap = 0
+			if c.Avg != 0 {
+				e.creditCap = Scale / c.Avg // user2rate
+			}
+			e.cost = uint64(c.Burst) + e.creditCap
+		}
+		e.interval = c.Interval
+	case t.mode&modeBytes != 0:
+		e.credit = t.k.capBytes
+		e.cost = t.k.user2creditsByte(uint32(c.Avg))
+		e.creditCap = uint64(c.Burst)
+	default:
+		e.credit = t.k.user2credits(c.Avg * uint64(c.Burst))
+		e.cost = t.k.user2credits(c.Avg)
+		e.creditCap = e.credit
+	}
+}
+
+// recalc is rateinfo_recalc with the table's mode. Packet mode adds
+// delta*CREDITS_PER_JIFFY with silent u64 wrap; byte mode detects its
+// wrap and refills to one second.
+func (t *htable) recalc(e *entry, now uint64) {
+	delta := now - e.prev
+	if delta == 0 {
+		return
+	}
+	if t.mode&modeRateMatch != 0 {
+		interval := uint64(e.interval * uint32(t.k.hz))
+		if delta < interval {
+			return
+		}
+		e.prev = now
+		e.prevWindow = 0
+		if e.credit*interval > delta*e.creditCap {
+			e.prevWindow = 1
+		}
+		e.credit = 0
+		return
+	}
+	e.prev = now
+	var cap uint64
+	if t.mode&modeBytes != 0 {
+		tmp := e.credit
+		e.credit += t.k.cpjBytes * delta
+		cap = t.k.capBytes
+		if tmp >= e.credit {
+			e.credit = cap
+			return
+		}
+	} else {
+		e.credit += delta * t.k.cpj
+		cap = e.creditCap
+	}
+	if e.credit > cap {
+		e.credit = cap
+	}
+}
+
+// alloc takes a free entry slot for a new flow in bucket b (stripe s is
+// held). It returns nilIdx when the table is full under FullDrop, and
+// retry when eviction had to drop s to avoid a lock-order deadlock (the
+// caller must look the key up again).
+func (t *htable) alloc(b uint32, s *stripe) (idx int32, retry bool) {
+	t.mu.Lock()
+	if t.count < t.maxCount {
+		idx = t.free
+		if idx != nilIdx {
+			t.free = t.ent(idx).next
+		} else {
+			idx = t.nalloc
+			c := idx >> chunkShift
+			if t.chunks[c] == nil {
+				t.chunks[c] = new([chunkSize]entry)
+			}
+			t.nalloc++
+		}
+		t.count++
+		t.ent(idx).bucket = b
+		if FullPolicy(t.policy.Load()) == FullEvictOldest {
+			t.lruPush(idx)
+		}
+		t.mu.Unlock()
+		return idx, false
+	}
+	if FullPolicy(t.policy.Load()) != FullEvictOldest || t.lruHead == nilIdx {
+		t.mu.Unlock()
+		return nilIdx, false
+	}
+	victim := t.lruHead
+	ve := t.ent(victim)
+	vs := &t.stripes[ve.bucket&t.smask]
+	if vs != s && !vs.mu.TryLock() {
+		t.mu.Unlock()
+		s.mu.Unlock()
+		runtime.Gosched()
+		s.mu.Lock()
+		return nilIdx, true
+	}
+	t.unlinkBucket(victim, ve)
+	if vs != s {
+		vs.mu.Unlock()
+	}
+	ve.bucket = b
+	t.lruUnlink(victim)
+	t.lruPush(victim)
+	t.evictions.Add(1)
+	t.mu.Unlock()
+	return victim, false
+}
+
+// unlinkBucket removes entry i from its bucket chain (its stripe held).
+func (t *htable) unlinkBucket(i int32, e *entry) {
+	p := &t.buckets[e.bucket]
+	for *p != i {
+		p = &t.ent(*p).next
+	}
+	*p = e.next
+}
+
+func (t *htable) lruPush(i int32) {
+	e := t.ent(i)
+	e.lruNext = nilIdx
+	e.lruPrev = t.lruTail
+	if t.lruTail != nilIdx {
+		t.ent(t.lruTail).lruNext = i
+	} else {
+		t.lruHead = i
+	}
+	t.lruTail = i
+}
+
+func (t *htable) lruUnlink(i int32) {
+	e := t.ent(i)
+	if e.lruPrev != nilIdx {
+		t.ent(e.lruPrev).lruNext = e.lruNext
+	} else {
+		t.lruHead = e.lruNext
+	}
+	if e.lruNext != nilIdx {
+		t.ent(e.lruNext).lruPrev = e.lruPrev
+	} else {
+		t.lruTail = e.lruPrev
+	}
+}
+
+// maybeGC reproduces htable_gc deterministically on the packet clock: the
+// kernel runs it every gc interval from the table's creation and frees
+// entries whose expiry has passed (time_after_eq(jiffies, expires)).
+// Several missed runs collapse into the last one, which frees a superset.
+// A run due at the packet's own jiffy happens before the packet.
+func (t *htable) maybeGC(j uint64) {
+	next := t.nextGC.Load()
+	if !jiffies.TimeAfterEq(j, next) || !t.gcMu.TryLock() {
+		return
+	}
+	next = t.nextGC.Load()
+	if !jiffies.TimeAfterEq(j, next) {
+		t.gcMu.Unlock()
+		return
+	}
+	runAt := next + (j-next)/t.gcJ*t.gcJ
+	ns := uint32(len(t.stripes))
+	for si := uint32(0); si < ns; si++ {
+		s := &t.stripes[si]
+		s.mu.Lock()
+		for b := si; b <= t.bmask; b += ns {
+			p := &t.buckets[b]
+			for *p != nilIdx {
+				i := *p
+				e := t.ent(i)
+				if !jiffies.TimeAfterEq(runAt, e.expires) {
+					p = &e.next
+					continue
+				}
+				*p = e.next
+				t.mu.Lock()
+				if FullPolicy(t.policy.Load()) == FullEvictOldest {
+					t.lruUnlink(i)
+				}
+				e.next = t.free
+				t.free = i
+				t.count--
+				t.mu.Unlock()
+			}
+		}
+		s.mu.Unlock()
+	}
+	t.nextGC.Store(runAt + t.gcJ)
+	t.gcMu.Unlock()
+}
+
+// initDst is hashlimit_init_dst: it builds the key from the masked
+// addresses and, when the mode hashes ports, the 4 bytes at the transport
+// offset plus proto_ports_offset (0 for TCP, UDP, DCCP, ESP, SCTP,
+// UDPLITE; 4 for AH; none otherwise). It does not look at the fragment
+// offset, so a non-first IPv4 fragment is keyed by its first payload
+// bytes. false means the kernel hotdrops (ports unreadable, or an IPv6
+// extension chain it cannot walk).
+func (t *htable) initDst(k *key, p *packet.Packet) bool {
+	c := &t.cfg
+	var nexthdr uint8
+	var protoff int
+	l3 := p.L3
+	switch t.cfg.Family {
+	case packet.FamilyIPv4:
+		if !p.Src.Is4() || !p.Dst.Is4() {
+			return false
+		}
+		if c.Mode&HashDstIP != 0 {
+			a := p.Dst.As4()
+			binary.BigEndian.PutUint32(k[16:], maskl(binary.BigEndian.Uint32(a[:]), c.DstMask))
+		}
+		if c.Mode&HashSrcIP != 0 {
+			a := p.Src.As4()
+			binary.BigEndian.PutUint32(k[0:], maskl(binary.BigEndian.Uint32(a[:]), c.SrcMask))
+		}
+		if c.Mode&(HashDstPort|HashSrcPort) == 0 {
+			return true
+		}
+		if len(l3) < 20 {
+			return false
+		}
+		nexthdr = l3[9]
+		protoff = p.L4Off
+	default:
+		if !p.Src.Is6() || !p.Dst.Is6() {
+			return false
+		}
+		if c.Mode&HashDstIP != 0 {
+			a := p.Dst.As16()
+			mask6(k[16:32], a, c.DstMask)
+		}
+		if c.Mode&HashSrcIP != 0 {
+			a := p.Src.As16()
+			mask6(k[0:16], a, c.SrcMask)
+		}
+		if c.Mode&(HashDstPort|HashSrcPort) == 0 {
+			return true
+		}
+		if len(l3) < 40 {
+			return false
+		}
+		var ok bool
+		protoff, nexthdr, ok = skipExthdr(l3, 40, l3[6])
+		if !ok {
+			return false
+		}
+	}
+	var ports [4]byte
+	if poff := portsOffset(nexthdr); poff >= 0 {
+		off := protoff + poff
+		if off < 0 || off+4 > len(l3) {
+			return false
+		}
+		copy(ports[:], l3[off:off+4])
+	}
+	if c.Mode&HashSrcPort != 0 {
+		k[32], k[33] = ports[0], ports[1]
+	}
+	if c.Mode&HashDstPort != 0 {
+		k[34], k[35] = ports[2], ports[3]
+	}
+	return true
+}
+
+// maskl keeps the top l bits of a host-order IPv4 address.
+func maskl(a uint32, l uint8) uint32 {
+	if l == 0 {
+		return 0
+	}
+	return a & (^uint32(0) << (32 - l))
+}
+
+func mask6(dst []byte, a [16]byte, l uint8) {
+	for i := 0; i < 16; i++ {
+		switch {
+		case int(l) >= (i+1)*8:
+			dst[i] = a[i]
+		case int(l) > i*8:
+			dst[i] = a[i] & byte(0xff<<(8-(int(l)-i*8)))
+		}
+	}
+}
+
+// portsOffset is proto_ports_offset (include/linux/in.h).
+func portsOffset(proto uint8) int {
+	switch proto {
+	case 6, 17, 33, 50, 132, 136: // TCP UDP DCCP ESP SCTP UDPLITE
+		return 0
+	case 51: // AH: the SPI
+		return 4
+	}
+	return -1
+}
+
+// skipExthdr is ipv6_skip_exthdr (net/ipv6/exthdrs_core.c): it skips
+// hop-by-hop, routing, destination options, AH and first-fragment
+// headers; at a non-first fragment it stops with nexthdr = 44 (so no
+// ports); NEXTHDR_NONE or a truncated header fails.
+func skipExthdr(b []byte, start int, nexthdr uint8) (int, uint8, bool) {
+	for nexthdr == 0 || nexthdr == 43 || nexthdr == 44 || nexthdr == 51 || nexthdr == 59 || nexthdr == 60 {
+		if nexthdr == 59 || start+2 > len(b) {
+			return 0, 0, false
+		}
+		var hdrlen int
+		switch nexthdr {
+		case 44:
+			if start+4 > len(b) {
+				return 0, 0, false
+			}
+			if binary.BigEndian.Uint16(b[start+2:])&^7 != 0 {
+				return start, nexthdr, true
+			}
+			hdrlen = 8
+		case 51:
+			hdrlen = (int(b[start+1]) + 2) << 2
+		default:
+			hdrlen = (int(b[start+1]) + 1) << 3
+		}
+		nexthdr = b[start]
+		start += hdrlen
+	}
+	return start, nexthdr, true
+}

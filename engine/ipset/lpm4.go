@@ -1,0 +1,227 @@
+package ipset
+
+import (
+	"cmp"
+	"math"
+	"math/bits"
+	"slices"
+
+	"github.com/sluice-project/sluice/packet"
+)
+
+// lpm4 is a read-only IPv4 longest-prefix-match table: a DIR-24-8 (or
+// DIR-16-8-8, by first) whose deeper levels are popcount-compressed
+// 256-way nodes, as in poptrie.
+//
+// The first level is a flat []uint32 indexed by the address's top `first`
+// bits. Every entry, at every level, is a ref:
+//
+//	0                      no prefix covers this range
+//	lpmChild | n           the range is split further by nodes[n]
+//	anything else v        the longest covering prefix's value is v
+//
+// A node stands for the 256 entries of the next 8 address bits. Runs of
+// equal entries are stored once: bit i of node.bits is set when entry i
+// starts a run (differs from entry i-1; bit 0 is always set), and the run
+// values are vals[base:], so entry i is vals[base + rank(i) - 1] where
+// rank counts the set bits up to and including i. cum holds each word's
+// rank prefix so that rank is one popcount. A node is 40 bytes plus 4
+// bytes a run: a /24 holding one /28 costs 52 bytes where an
+// uncompressed DIR-24-8 chunk costs 1 KiB.
+type lpm4 struct {
+	first uint8
+	top   []uint32
+	nodes []lpmNode
+	vals  []uint32
+}
+
+type lpmNode struct {
+	bits [4]uint64
+	base uint32
+	cum  [4]uint8
+}
+
+const lpmChild = 1 << 31
+
+// lpmPrefix is one input prefix: addr is masked to len bits; val is a
+// value ref (non-zero, below lpmChild).
+type lpmPrefix struct {
+	addr uint32
+	len  uint8
+	val  uint32
+}
+
+// lookup returns the value of the longest prefix containing ip, or 0.
+func (t *lpm4) lookup(ip uint32) uint32 {
+	e := t.top[ip>>(32-t.first)]
+	shift := 24 - t.first
+	for e&lpmChild != 0 {
+		n := &t.nodes[e&^lpmChild]
+		pos := (ip >> shift) & 255
+		w := pos >> 6
+		k := uint32(n.cum[w&3]) + uint32(bits.OnesCount64(n.bits[w&3]&(2<<(pos&63)-1)))
+		e = t.vals[n.base+k-1]
+		shift -= 8
+	}
+	return e
+}
+
+// bytes is the table's memory footprint.
+func (t *lpm4) bytes() int {
+	return 4*cap(t.top) + 40*cap(t.nodes) + 4*cap(t.vals)
+}
+
+// sortPrefixes4 orders prefixes by address, then shorter first: a prefix
+// then precedes every prefix it contains, and painting them in this order
+// leaves the longest match in every slot.
+func sortPrefixes4(ps []lpmPrefix) {
+	slices.SortFunc(ps, func(a, b lpmPrefix) int {
+		if c := cmp.Compare(a.addr, b.addr); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.len, b.len)
+	})
+}
+
+// newLPM4 builds the table over ps, which must be sorted by sortPrefixes4
+// and free of duplicates. first is 16 or 24.
+func newLPM4(ps []lpmPrefix, first uint8) *lpm4 {
+	t := &lpm4{first: first, top: make([]uint32, 1<<first)}
+	shift := 32 - uint32(first)
+	for i := 0; i < len(ps); {
+		p := ps[i]
+		slot := p.addr >> shift
+		if p.len <= first {
+			n := uint32(1) << (uint32(first) - uint32(p.len))
+			fill(t.top[slot:slot+n], p.val)
+			i++
+			continue
+		}
+		// Everything longer than first under this slot follows (see
+		// sortPrefixes4) and goes in one subtree.
+		j := i + 1
+		for j < len(ps) && ps[j].addr>>shift == slot {
+			j++
+		}
+		t.top[slot] = t.build(ps[i:j], uint32(first), t.top[slot])
+		i = j
+	}
+	t.nodes = slices.Clip(t.nodes)
+	t.vals = slices.Clip(t.vals)
+	return t
+}
+
+// build makes the node for the 8 address bits after depth, all of ps
+// being longer than depth and under one depth-bit slot whose covering
+// value is base. It returns the node's ref.
+func (t *lpm4) build(ps []lpmPrefix, depth, base uint32) uint32 {
+	var ent [256]uint32
+	fill(ent[:], base)
+	shift := 24 - depth
+	for i := 0; i < len(ps); {
+		p := ps[i]
+		b := (p.addr >> shift) & 255
+		if uint32(p.len) <= depth+8 {
+			n := uint32(1) << (depth + 8 - uint32(p.len))
+			fill(ent[b:b+n], p.val)
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(ps) && (ps[j].addr>>shift)&255 == b {
+			j++
+		}
+		ent[b] = t.build(ps[i:j], depth+8, ent[b])
+		i = j
+	}
+	var n lpmNode
+	n.base = uint32(len(t.vals))
+	for i, v := range ent {
+		if i == 0 || v != ent[i-1] {
+			n.bits[i>>6] |= 1 << (i & 63)
+			t.vals = append(t.vals, v)
+		}
+	}
+	for w := 1; w < 4; w++ {
+		n.cum[w] = n.cum[w-1] + uint8(bits.OnesCount64(n.bits[w-1]))
+	}
+	t.nodes = append(t.nodes, n)
+	return lpmChild | uint32(len(t.nodes)-1)
+}
+
+func fill(s []uint32, v uint32) {
+	for i := range s {
+		s[i] = v
+	}
+}
+
+// Table sizes for IPv4 hash:net sets, by prefix count: the first level
+// costs 4<<first bytes whatever the set holds, so a small set starts
+// with 8 bits (1 KiB), a mid-size one with 16 (256 KiB, DIR-16-8-8) and
+// a large one with 24 (64 MiB, DIR-24-8: one memory access for any
+// address not under a prefix longer than /24).
+const (
+	lpm4Mid   = 1 << 10
+	lpm4Large = 1 << 18
+)
+
+// finishNet builds a hash:net set's match structures once all its
+// elements are in: netParent, netFastUntil, and for IPv4 the lpm4 table,
+// which replaces the bart table.
+func (s *Set) finishNet() {
+	s.netFastUntil = math.MaxInt64
+	if s.withTimeout {
+		for i := range s.elems {
+			// extOK fails an element once now > expires.
+			if e := s.elems[i].expires; e != 0 && e < s.netFastUntil {
+				s.netFastUntil = e
+			}
+		}
+	}
+	s.netParent = make([]int32, len(s.elems))
+	if s.family != packet.FamilyIPv4 {
+		for i := range s.elems {
+			e := &s.elems[i]
+			s.netParent[i] = -1
+			if e.cidr > 1 {
+				pfx, _ := e.ip1.Prefix(int(e.cidr) - 1)
+				if r, ok := s.nets.LookupPrefix(pfx); ok {
+					s.netParent[i] = int32((r - 1) >> 1)
+				}
+			}
+		}
+		return
+	}
+	ps := make([]lpmPrefix, len(s.elems))
+	for i := range s.elems {
+		e := &s.elems[i]
+		ps[i] = lpmPrefix{addr: v4(e.ip1), len: e.cidr, val: netRef(int32(i), e.nomatch)}
+	}
+	sortPrefixes4(ps)
+	// In that order the prefixes containing ps[k] are a stack.
+	var stack []lpmPrefix
+	for _, p := range ps {
+		for len(stack) > 0 {
+			t := stack[len(stack)-1]
+			if t.len < p.len && p.addr&mask4(t.len) == t.addr {
+				break
+			}
+			stack = stack[:len(stack)-1]
+		}
+		parent := int32(-1)
+		if len(stack) > 0 {
+			parent = int32((stack[len(stack)-1].val - 1) >> 1)
+		}
+		s.netParent[(p.val-1)>>1] = parent
+		stack = append(stack, p)
+	}
+	first := uint8(8)
+	switch {
+	case len(ps) >= lpm4Large:
+		first = 24
+	case len(ps) >= lpm4Mid:
+		first = 16
+	}
+	s.net4 = newLPM4(ps, first)
+	s.nets = nil
+}
