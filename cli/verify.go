@@ -55,7 +55,6 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	// The sluice side: the same frames, the same number of times, on a
 	// host configured like the oracle's.
-	l.iface = testnet.BIfName
 	l.localAddrs = []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}
 	pr, _, err := l.compile(frames[0].ts)
 	if err != nil {
@@ -89,7 +88,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	sluiceRep := pr.Report(w)
 
-	spec := oracle.Spec{Rules4: l.text4, Rules6: l.text6, Sets: l.sets}
+	spec := oracle.Spec{Rules4: l.text4, Rules6: l.text6, Sets: l.sets, Iface: l.iface}
 	if *nft {
 		spec.Backend = oracle.NFT
 	}

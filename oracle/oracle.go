@@ -53,6 +53,9 @@ type Spec struct {
 	Rules6  []byte // ip6tables-save text
 	Sets    []byte // `ipset save` text, restored before the rules
 	Backend Backend
+	// Iface names the receiving interface, so rules with -i see the
+	// name they were written for; empty means testnet.BIfName.
+	Iface string
 }
 
 // Frame is one Ethernet frame to send, with its capture timestamp.

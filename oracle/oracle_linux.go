@@ -57,7 +57,7 @@ func Run(ctx context.Context, spec Spec, frames []Frame, opt Options) (rep *repo
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	pair, err := testnet.NewPair(testnet.PairOptions{Prefix: "oracle"})
+	pair, err := testnet.NewPair(testnet.PairOptions{Prefix: "oracle", BIfName: spec.Iface})
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,15 @@
 //     ip_set_hash_netport.c, ip_set_hash_ipportip.c, ip_set_bitmap_ip.c,
 //     ip_set_bitmap_port.c, ip_set_list_set.c: each type's kadt/uadt.
 //
+// hash:net keeps that walk (netParent chains each element to the next
+// shorter present prefix containing it) but takes it only when an entry
+// could fail its extensions: with no --packets/--bytes compare and no
+// element expired yet, the first entry tried always decides, so Match is
+// one longest-prefix-match lookup returning the element index and its
+// nomatch flag (counters sets still bump the element's counters). IPv4
+// sets use lpm4, a DIR-24-8 (DIR-16-8-8, DIR-8-8-8-8 for smaller sets)
+// with popcount-compressed lower levels; IPv6 sets use bart.
+//
 // The text format is `ipset save`'s, read as ipset(8)'s restore reads it,
 // and written back byte-for-byte as `ipset save` prints it, so a set file
 // round-trips and can be loaded into a kernel to verify sluice against it.

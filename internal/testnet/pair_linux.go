@@ -50,6 +50,9 @@ type PairOptions struct {
 	Prefix string
 	// MTU of both veth ends; 0 means DefaultMTU.
 	MTU int
+	// BIfName names B's end of the veth; empty means BIfName. Naming it
+	// as the operator's interface (eth0, say) lets rules with -i match.
+	BIfName string
 }
 
 // Pair is two namespaces joined by a veth. A is a silent transmitter: no
@@ -85,7 +88,11 @@ func NewPair(opts PairOptions) (p *Pair, err error) {
 	if prefix != "" {
 		prefix += "-"
 	}
-	p = &Pair{AIf: AIfName, BIf: BIfName, AMAC: AMAC, BMAC: BMAC, barrierRx: -1}
+	bif := opts.BIfName
+	if bif == "" {
+		bif = BIfName
+	}
+	p = &Pair{AIf: AIfName, BIf: bif, AMAC: AMAC, BMAC: BMAC, barrierRx: -1}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -115,15 +122,15 @@ func NewPair(opts PairOptions) (p *Pair, err error) {
 			"net.ipv6.conf.default.router_solicitations=0",
 			"net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"}},
 		{p.A, []string{"ip", "link", "add", AIfName, "address", AMAC.String(), "mtu", mtuS, "type", "veth",
-			"peer", "name", BIfName, "address", BMAC.String(), "mtu", mtuS, "netns", p.B.Name}},
+			"peer", "name", p.BIf, "address", BMAC.String(), "mtu", mtuS, "netns", p.B.Name}},
 		{p.A, []string{"ip", "link", "set", AIfName, "up"}},
-		{p.B, []string{"sysctl", "-q", "-w", "net.ipv4.conf." + BIfName + ".rp_filter=0"}},
-		{p.B, []string{"ip", "addr", "add", BIPv4.String(), "dev", BIfName}},
-		{p.B, []string{"ip", "-6", "addr", "add", BIPv6.String(), "dev", BIfName, "nodad"}},
-		{p.B, []string{"ip", "link", "set", BIfName, "up"}},
-		{p.B, []string{"ip", "rule", "add", "pref", "100", "iif", BIfName, "lookup", routeTable}},
+		{p.B, []string{"sysctl", "-q", "-w", "net.ipv4.conf." + p.BIf + ".rp_filter=0"}},
+		{p.B, []string{"ip", "addr", "add", BIPv4.String(), "dev", p.BIf}},
+		{p.B, []string{"ip", "-6", "addr", "add", BIPv6.String(), "dev", p.BIf, "nodad"}},
+		{p.B, []string{"ip", "link", "set", p.BIf, "up"}},
+		{p.B, []string{"ip", "rule", "add", "pref", "100", "iif", p.BIf, "lookup", routeTable}},
 		{p.B, []string{"ip", "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", routeTable}},
-		{p.B, []string{"ip", "-6", "rule", "add", "pref", "100", "iif", BIfName, "lookup", routeTable}},
+		{p.B, []string{"ip", "-6", "rule", "add", "pref", "100", "iif", p.BIf, "lookup", routeTable}},
 		{p.B, []string{"ip", "-6", "route", "add", "local", "::/0", "dev", "lo", "table", routeTable}},
 	}
 	for _, s := range steps {
@@ -137,7 +144,7 @@ func NewPair(opts PairOptions) (p *Pair, err error) {
 	if p.AIndex, err = ifIndex(p.A, AIfName); err != nil {
 		return nil, err
 	}
-	if p.BIndex, err = ifIndex(p.B, BIfName); err != nil {
+	if p.BIndex, err = ifIndex(p.B, p.BIf); err != nil {
 		return nil, err
 	}
 	if p.barrierTx, err = p.NewSender(); err != nil {
@@ -151,7 +158,7 @@ func NewPair(opts PairOptions) (p *Pair, err error) {
 		p.barrierRx = fd
 		sa := &unix.SockaddrLinklayer{Protocol: htons(barrierEtherType), Ifindex: p.BIndex}
 		if err := unix.Bind(fd, sa); err != nil {
-			return fmt.Errorf("testnet: bind barrier socket to %s: %w", BIfName, err)
+			return fmt.Errorf("testnet: bind barrier socket to %s: %w", p.BIf, err)
 		}
 		return nil
 	})
@@ -171,20 +178,20 @@ func NewPair(opts PairOptions) (p *Pair, err error) {
 func (p *Pair) waitReady(ctx context.Context) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		out, err := p.B.Run(ctx, "ip", "-6", "route", "show", "table", "local", "dev", BIfName)
+		out, err := p.B.Run(ctx, "ip", "-6", "route", "show", "table", "local", "dev", p.BIf)
 		if err != nil {
-			return fmt.Errorf("testnet: wait for %s: %w", BIfName, err)
+			return fmt.Errorf("testnet: wait for %s: %w", p.BIf, err)
 		}
-		state, err := p.B.Run(ctx, "cat", "/sys/class/net/"+BIfName+"/operstate")
+		state, err := p.B.Run(ctx, "cat", "/sys/class/net/"+p.BIf+"/operstate")
 		if err != nil {
-			return fmt.Errorf("testnet: wait for %s: %w", BIfName, err)
+			return fmt.Errorf("testnet: wait for %s: %w", p.BIf, err)
 		}
 		if strings.Contains(string(out), "multicast ff00::/8") && strings.TrimSpace(string(state)) == "up" {
 			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("testnet: %s in %s not configured after 10s (operstate %q, local IPv6 routes %q)",
-				BIfName, p.B.Name, strings.TrimSpace(string(state)), strings.TrimSpace(string(out)))
+				p.BIf, p.B.Name, strings.TrimSpace(string(state)), strings.TrimSpace(string(out)))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -260,7 +267,7 @@ func (p *Pair) Barrier(ctx context.Context) error {
 		}
 		wait := time.Until(deadline)
 		if wait <= 0 || ctx.Err() != nil {
-			return fmt.Errorf("testnet: barrier frame did not reach %s within the deadline: frames sent before it may not have been processed", BIfName)
+			return fmt.Errorf("testnet: barrier frame did not reach %s within the deadline: frames sent before it may not have been processed", p.BIf)
 		}
 		wait = min(wait, 100*time.Millisecond)
 		fds := []unix.PollFd{{Fd: int32(p.barrierRx), Events: unix.POLLIN}}
@@ -275,7 +282,7 @@ func (p *Pair) Counters() (Counters, error) {
 	if err != nil {
 		return c, err
 	}
-	b, err := linkStats(p.B, BIfName)
+	b, err := linkStats(p.B, p.BIf)
 	if err != nil {
 		return c, err
 	}
