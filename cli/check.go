@@ -134,12 +134,6 @@ func ingressWarnings(rs *rules.Ruleset) []rules.Warning {
 			out = append(out, rules.Warning{File: rs.File, Line: c.Rules[0].Line,
 				Msg: fmt.Sprintf("chain %s in table %s is never reached by traffic arriving for this host: sluice does not evaluate its %d rules (the kernel still does)", c.Name, t.Name, len(c.Rules))})
 		}
-		if t.Name == "filter" || t.Name == "mangle" {
-			if c := t.Chain("INPUT"); c != nil && len(c.Rules) > 0 && rs.Family.String() == "ipv4" {
-				out = append(out, rules.Warning{File: rs.File, Line: c.Rules[0].Line,
-					Msg: fmt.Sprintf("%s INPUT sees IPv4 datagrams after the kernel reassembles fragments; sluice does not reassemble, so fragments are counted in PREROUTING only", t.Name)})
-			}
-		}
 	}
 	return out
 }

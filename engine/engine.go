@@ -97,6 +97,8 @@ type Worker struct {
 	bad      [packet.NumMalformed]atomic.Uint64
 	packets  atomic.Uint64
 	stack    []stackEntry
+	reasm    reassembler
+	dgram    packet.Packet
 
 	// per-packet scratch: the clock and addresses as integers, computed once.
 	now        int64
@@ -163,10 +165,21 @@ func (w *Worker) process(p *packet.Packet, now int64) Verdict {
 	j := w.pr.clock.Jiffies(now)
 	w.now = now
 	for h := range fp.hooks {
-		if h == 2 && !w.pr.reachesInput(p) {
-			// The routing decision between PREROUTING and INPUT
-			// discards or forwards it; the kernel decides, not us.
-			return Accept
+		if h == 2 {
+			if !w.pr.reachesInput(p) {
+				// The routing decision between PREROUTING and INPUT
+				// discards or forwards it; the kernel decides, not us.
+				return Accept
+			}
+			if p.Family == packet.FamilyIPv4 && p.IsFragment {
+				// INPUT sees the reassembled datagram, once, when its
+				// last piece arrives; until then the kernel holds the
+				// pieces.
+				if !w.reasm.add(p, now, &w.dgram) {
+					return Accept
+				}
+				p = &w.dgram
+			}
 		}
 		ci := fp.hooks[h]
 		if ci < 0 {

@@ -11,8 +11,8 @@ import (
 // kernel oracle uses, and the default for replay). Each case below is a
 // fact the oracle's tests check against the kernel (oracle/doc.go):
 // ip_route_input_slow drops martian sources and destinations, multicast is
-// delivered only for joined groups, and IPv4 fragments are reassembled in
-// ip_local_deliver before LOCAL_IN.
+// delivered only for joined groups. (IPv4 fragments are then reassembled in
+// ip_local_deliver before LOCAL_IN: see reasm.go.)
 func (pr *Program) reachesInput(p *packet.Packet) bool {
 	for _, a := range pr.localAddrs {
 		if p.Src == a && p.Family == packet.FamilyIPv4 {
@@ -20,11 +20,6 @@ func (pr *Program) reachesInput(p *packet.Packet) bool {
 		}
 	}
 	if p.Family == packet.FamilyIPv4 {
-		if p.IsFragment {
-			// INPUT sees the reassembled datagram; sluice does not
-			// reassemble, so it counts none of the pieces there.
-			return false
-		}
 		s, d := p.Src.As4(), p.Dst.As4()
 		switch {
 		case s[0] >= 224 && s[0] <= 239: // multicast source
