@@ -71,6 +71,8 @@ type Rule struct {
 	Matches          []Match
 	Target           Target
 	OrigSrc, OrigDst string // the -s/-d words this rule came from, for messages
+
+	targetCol int // column of the -j/-g chain name, for the chain loop error
 }
 
 // AddrMask is an address with a possibly non-contiguous mask, as iptables

@@ -25,8 +25,12 @@ func (p *parser) rule(c *Chain, toks []token) ([]*Rule, error) {
 	b := &ruleBuilder{seen: map[string]bool{}}
 	b.r.Line = p.line
 	b.r.Text = strings.TrimSpace(p.text)
-	if i := strings.Index(b.r.Text, "-A"); strings.HasPrefix(b.r.Text, "[") && i > 0 {
-		b.r.Text = b.r.Text[i:]
+	if strings.HasPrefix(b.r.Text, "[") {
+		// Drop the [packets:bytes] word, whatever command follows it
+		// (searching for "-A" missed -I and found "-A" inside values).
+		if i := strings.IndexAny(b.r.Text, " \t"); i > 0 {
+			b.r.Text = strings.TrimSpace(b.r.Text[i:])
+		}
 	}
 	invert := false
 	var invTok token
@@ -105,6 +109,7 @@ func (p *parser) rule(c *Chain, toks []token) ([]*Rule, error) {
 			return nil, err
 		}
 		b.r.Target = b.tgt.t
+		b.r.targetCol = b.tgt.tok.col
 	}
 	if err := p.checkMatchesForChain(b, c); err != nil {
 		return nil, err

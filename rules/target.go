@@ -217,7 +217,11 @@ func (p *parser) commit() error {
 			tc := t.Chain(r.Target.Chain)
 			switch state[tc.Name] {
 			case 1:
-				return &Error{File: p.opt.File, Line: r.Line, Col: 1, Word: r.Target.Chain,
+				col := r.targetCol
+				if col == 0 {
+					col = 1
+				}
+				return &Error{File: p.opt.File, Line: r.Line, Col: col, Word: r.Target.Chain,
 					Msg: fmt.Sprintf("chain loop: %s reaches itself through %s (the kernel refuses this table with ELOOP)", tc.Name, c.Name)}
 			case 0:
 				if err := visit(tc, depth+1); err != nil {
