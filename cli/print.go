@@ -34,6 +34,6 @@ func printReport(w io.Writer, r *report.Report) {
 		fmt.Fprintf(w, "  malformed %s: %d\n", reason, n)
 	}
 	if r.PacketsPerSecond > 0 {
-		fmt.Fprintf(w, "engine: %.0f packets/s (decode + evaluate, one core)\n", r.PacketsPerSecond)
+		fmt.Fprintf(w, "replay: %.0f packets/s end to end (read, decode, evaluate; one core)\n", r.PacketsPerSecond)
 	}
 }

@@ -99,6 +99,7 @@ func replay(l *loaded, srcs []frameSource, wAcc, wDrop string) (*replayResult, e
 	)
 	defer acc.close()
 	defer drop.close()
+	start := time.Now()
 	for _, s := range srcs {
 		for {
 			frame, lt, ts, err := s.r.Next()
@@ -122,10 +123,8 @@ func replay(l *loaded, srcs []frameSource, wAcc, wDrop string) (*replayResult, e
 				}
 			}
 			dec.Link = lt
-			t0 := time.Now()
 			dec.Decode(frame, &p)
 			v := w.Process(&p, ts)
-			elapsed += time.Since(t0)
 			res.frames++
 			switch v {
 			case engine.Accept, engine.NotFiltered:
@@ -142,6 +141,7 @@ func replay(l *loaded, srcs []frameSource, wAcc, wDrop string) (*replayResult, e
 			break
 		}
 	}
+	elapsed = time.Since(start)
 	if pr == nil {
 		var err error
 		if pr, _, err = l.compile(0); err != nil {

@@ -27,8 +27,17 @@ import (
 
 func main() {
 	out := flag.String("out", "examples", "directory to write antiddos.ipset and capture.pcap.gz into")
+	big := flag.String("big", "", "instead, write the capture repeated (shifted in time) to this uncompressed pcap, for throughput runs")
+	repeat := flag.Int("repeat", 40, "with -big: how many copies (40 copies make about 1M frames)")
 	flag.Parse()
 	g := newGen(1)
+	if *big != "" {
+		g.sets() // draws the same random numbers as a normal run
+		if err := g.writeBig(*big, *repeat); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if err := os.WriteFile(filepath.Join(*out, "antiddos.ipset"), []byte(g.sets()), 0o644); err != nil {
 		log.Fatal(err)
 	}
@@ -299,6 +308,36 @@ func (g *gen) writeCapture(path string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "examplegen: %d frames, %d blocklist prefixes\n", len(g.frames), len(g.blocked))
+	return f.Close()
+}
+
+// writeBig writes the example capture repeat times, each copy two seconds
+// after the previous one.
+func (g *gen) writeBig(path string, repeat int) error {
+	tmp := path + ".gz.tmp"
+	if err := g.writeCapture(tmp); err != nil {
+		return err
+	}
+	os.Remove(tmp)
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w, err := pcapio.NewWriter(f, packet.LinkEthernet, 65535)
+	if err != nil {
+		return err
+	}
+	for r := 0; r < repeat; r++ {
+		for _, fr := range g.frames {
+			if err := w.Write(fr.data, fr.ts+int64(r)*2e9, len(fr.data)); err != nil {
+				return err
+			}
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "examplegen: %d frames in %s\n", repeat*len(g.frames), path)
 	return f.Close()
 }
 
