@@ -43,6 +43,9 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if _, err := l.parse(0); err != nil {
+		return err // a bad rules or sets file, before anything is set up
+	}
 	frames, err := readFrames(l, files)
 	if err != nil {
 		return err
