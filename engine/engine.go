@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sluice-project/sluice/engine/jiffies"
+	"github.com/sluice-project/sluice/engine/limit"
 	"github.com/sluice-project/sluice/packet"
 	"github.com/sluice-project/sluice/rules"
 )
@@ -52,6 +53,9 @@ func Compile(cfg Config, st *State, now int64) (*Program, error) {
 		return nil, fmt.Errorf("interface name %q is longer than 15 characters", cfg.InIface)
 	}
 	copy(pr.inIface[:], cfg.InIface)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.ext.nextLimits = map[string]*limit.State{}
 	for _, rs := range []*rules.Ruleset{cfg.Rules4, cfg.Rules6} {
 		if rs == nil {
 			continue
@@ -62,6 +66,7 @@ func Compile(cfg Config, st *State, now int64) (*Program, error) {
 		}
 		pr.fam[rs.Family] = fp
 	}
+	st.ext.limits = st.ext.nextLimits
 	return pr, nil
 }
 

@@ -20,8 +20,10 @@ type extState struct {
 	hashlimit *hashlimit.Registry
 	recent    *recent.Registry
 	// limits keeps each limit rule's bucket by the rule's identity, so a
-	// reload that keeps the rule keeps its credit.
-	limits map[string]*limit.State
+	// reload that keeps the rule keeps its credit; nextLimits collects the
+	// buckets of a compile in progress and replaces limits when it
+	// succeeds.
+	limits, nextLimits map[string]*limit.State
 	// FullPolicy is applied to every hashlimit table.
 	full hashlimit.FullPolicy
 }
@@ -46,7 +48,7 @@ type extOp struct {
 	flags ipset.MatchFlags
 }
 
-func compileExt(fam packet.Family, m rules.Match, st *State, now int64) (op, bool, error) {
+func compileExt(fam packet.Family, m rules.Match, st *State, now int64, id string) (op, bool, error) {
 	j := st.clock().Jiffies(now)
 	switch m := m.(type) {
 	case *rules.U32:
@@ -56,10 +58,14 @@ func compileExt(fam packet.Family, m rules.Match, st *State, now int64) (op, boo
 	case *rules.String:
 		return op{kind: opString, inv: m.Invert, ext: extOp{str: m.M}}, true, nil
 	case *rules.Limit:
-		s, err := limit.New(m.Cfg, st.hz, j)
-		if err != nil {
-			return op{}, false, err
+		s := st.ext.limits[id]
+		if s == nil || s.Config() != m.Cfg {
+			var err error
+			if s, err = limit.New(m.Cfg, st.hz, j); err != nil {
+				return op{}, false, err
+			}
 		}
+		st.ext.nextLimits[id] = s
 		return op{kind: opLimit, ext: extOp{lim: s}}, true, nil
 	case *rules.Hashlimit:
 		t, err := st.ext.hashlimit.Get(m.Cfg, j)

@@ -57,7 +57,7 @@ type op struct {
 	ext            extOp
 }
 
-func compileOp(fam packet.Family, m rules.Match, st *State, now int64) (op, bool, error) {
+func compileOp(fam packet.Family, m rules.Match, st *State, now int64, id string) (op, bool, error) {
 	switch m := m.(type) {
 	case *rules.TCP:
 		// r0 = sport, r1 = dport, b0/b1 = flag mask/comp, inv2 = flags
@@ -110,7 +110,7 @@ func compileOp(fam packet.Family, m rules.Match, st *State, now int64) (op, bool
 	case *rules.Comment:
 		return op{}, false, nil
 	}
-	return compileExt(fam, m, st, now)
+	return compileExt(fam, m, st, now, id)
 }
 
 func boolByte(b bool) uint8 {

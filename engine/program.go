@@ -120,11 +120,17 @@ func compileFamily(rs *rules.Ruleset, st *State, now int64) (*familyProgram, err
 		}
 	}
 	ctr := 0
+	seen := map[string]int{}
 	for ci := range fp.chains {
 		c := &fp.chains[ci]
 		c.start = int32(len(fp.rules))
 		for _, r := range c.src.Rules {
-			cr, err := compileRule(rs, c.table, r, st, now)
+			// A rule's identity across reloads: where it is and what it
+			// says, so unchanged rules keep their limit buckets.
+			id := fmt.Sprintf("%s/%s/%s/%s", rs.Family, c.table, c.name, r.Text)
+			seen[id]++
+			id = fmt.Sprintf("%s#%d", id, seen[id])
+			cr, err := compileRule(rs, c.table, r, st, now, id)
 			if err != nil {
 				return nil, err
 			}
@@ -158,7 +164,7 @@ func addr6(a netip.Addr) [2]uint64 {
 	return [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
 }
 
-func compileRule(rs *rules.Ruleset, table string, r *rules.Rule, st *State, now int64) (rule, error) {
+func compileRule(rs *rules.Ruleset, table string, r *rules.Rule, st *State, now int64, id string) (rule, error) {
 	cr := rule{src: r}
 	if r.Src.Set {
 		if rs.Family == packet.FamilyIPv4 {
@@ -221,8 +227,8 @@ func compileRule(rs *rules.Ruleset, table string, r *rules.Rule, st *State, now 
 	default:
 		cr.kind = tContinue
 	}
-	for _, m := range r.Matches {
-		o, ok, err := compileOp(rs.Family, m, st, now)
+	for i, m := range r.Matches {
+		o, ok, err := compileOp(rs.Family, m, st, now, fmt.Sprintf("%s/%d", id, i))
 		if err != nil {
 			return cr, fmt.Errorf("%s:%d: %w", rs.File, r.Line, err)
 		}

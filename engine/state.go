@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"sync"
+
 	"github.com/sluice-project/sluice/engine/hashlimit"
 	"github.com/sluice-project/sluice/engine/ipset"
 	"github.com/sluice-project/sluice/engine/jiffies"
@@ -11,6 +13,7 @@ import (
 // so rate-limit buckets and recent lists carry over, as the issue of
 // reloading under attack demands.
 type State struct {
+	mu  sync.Mutex // serialises compiles against this state
 	hz  uint64
 	ext extState
 }
@@ -31,3 +34,12 @@ func (st *State) Sets() *ipset.Registry { return st.ext.sets }
 // tables compiled from now on: hashlimit.FullDrop (the kernel's
 // behaviour) or hashlimit.FullEvictOldest.
 func (st *State) SetHashlimitFullPolicy(p hashlimit.FullPolicy) { st.ext.full = p }
+
+// ReplaceSets installs newly loaded sets for programs compiled from now
+// on. Programs already running keep the sets they were compiled with, so
+// a packet never sees half of a set update.
+func (st *State) ReplaceSets(sets *ipset.Registry) {
+	st.mu.Lock()
+	st.ext.sets = sets
+	st.mu.Unlock()
+}
