@@ -3,6 +3,7 @@ package engine
 import (
 	"github.com/sluice-project/sluice/packet"
 	"github.com/sluice-project/sluice/report"
+	"github.com/sluice-project/sluice/rules"
 )
 
 // Report sums the counters of workers that evaluate pr, read at call time.
@@ -56,7 +57,7 @@ func (pr *Program) Report(ws ...*Worker) *report.Report {
 				for ri := c.start; ri < c.end; ri++ {
 					r := &fp.rules[ri]
 					rc.Rules = append(rc.Rules, report.Rule{Line: r.src.Line, Text: r.src.Text,
-						Packets: sum(r.ctr), Bytes: sum(r.ctr + 1)})
+						Comment: ruleComment(r.src), Packets: sum(r.ctr), Bytes: sum(r.ctr + 1)})
 				}
 				rt.Chains = append(rt.Chains, rc)
 			}
@@ -67,4 +68,13 @@ func (pr *Program) Report(ws ...*Worker) *report.Report {
 		rep.Tables = []report.Table{}
 	}
 	return rep
+}
+
+func ruleComment(r *rules.Rule) string {
+	for _, m := range r.Matches {
+		if c, ok := m.(*rules.Comment); ok {
+			return c.Text
+		}
+	}
+	return ""
 }

@@ -43,3 +43,7 @@ func (st *State) ReplaceSets(sets *ipset.Registry) {
 	st.ext.sets = sets
 	st.mu.Unlock()
 }
+
+// HashlimitStats reports every hashlimit table's occupancy and table-full
+// drops, read at scrape time.
+func (st *State) HashlimitStats() []hashlimit.TableStats { return st.ext.hashlimit.Stats() }

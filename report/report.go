@@ -50,6 +50,8 @@ type Rule struct {
 	Bytes   uint64 `json:"bytes"`
 	// Text is the rule as written (without counters), for humans.
 	Text string `json:"text,omitempty"`
+	// Comment is the rule's -m comment text, if any.
+	Comment string `json:"comment,omitempty"`
 }
 
 // Find returns the table with the given family and name, or nil.

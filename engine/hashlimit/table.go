@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"runtime"
+	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -656,4 +657,34 @@ func skipExthdr(b []byte, start int, nexthdr uint8) (int, uint8, bool) {
 		start += hdrlen
 	}
 	return start, nexthdr, true
+}
+
+// TableStats is one shared table's occupancy, for metrics.
+type TableStats struct {
+	Name              string
+	Family            packet.Family
+	Entries, Max      int
+	FullDrops, Evicts uint64
+}
+
+// Stats reports every table in the registry, sorted by name and family.
+func (r *Registry) Stats() []TableStats {
+	r.mu.Lock()
+	hts := make([]*htable, 0, len(r.tables))
+	for _, ht := range r.tables {
+		hts = append(hts, ht)
+	}
+	r.mu.Unlock()
+	out := make([]TableStats, 0, len(hts))
+	for _, ht := range hts {
+		e, m, f, ev := (&Table{ht: ht}).Stats()
+		out = append(out, TableStats{Name: ht.cfg.Name, Family: ht.cfg.Family, Entries: e, Max: m, FullDrops: f, Evicts: ev})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Family < out[j].Family
+	})
+	return out
 }
