@@ -103,7 +103,12 @@ type Worker struct {
 	packets  atomic.Uint64
 	stack    []stackEntry
 	reasm    reassembler
-	dgram    packet.Packet
+
+	logSink    LogSink
+	logLim     logLimiter
+	logBuf     []byte
+	logDropped atomic.Uint64
+	dgram      packet.Packet
 
 	// per-packet scratch: the clock and addresses as integers, computed once.
 	now        int64
@@ -233,6 +238,9 @@ func (w *Worker) runChain(fp *familyProgram, entry int32, p *packet.Packet, j ui
 		ctr[r.ctr+1].Add(l3len)
 		switch r.kind {
 		case tContinue:
+			if r.log && w.logSink != nil {
+				w.log(r, p, w.now)
+			}
 			i++
 		case tAccept:
 			return tAccept

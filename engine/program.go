@@ -41,6 +41,7 @@ type rule struct {
 	flags uint16
 	proto uint8
 	kind  targetKind
+	log   bool  // LOG or NFLOG: write a line when a sink is set
 	jump  int32 // chain index for tJump / tGoto
 	ctr   int32 // counter slot: packets at ctr, bytes at ctr+1
 
@@ -226,6 +227,7 @@ func compileRule(rs *rules.Ruleset, table string, r *rules.Rule, st *State, now 
 		cr.kind = tGoto
 	default:
 		cr.kind = tContinue
+		cr.log = isLogTarget(r.Target.Kind)
 	}
 	for i, m := range r.Matches {
 		o, ok, err := compileOp(rs.Family, m, st, now, fmt.Sprintf("%s/%d", id, i))
