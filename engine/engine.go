@@ -221,7 +221,13 @@ func (w *Worker) runChain(fp *familyProgram, entry int32, p *packet.Packet, j ui
 			if c.builtin {
 				return w.policy(ctr, c, l3len)
 			}
-			// End of a user chain: an implicit RETURN.
+			// End of a user chain: an implicit RETURN. With nothing
+			// to return to (a chain entered by -g from the built-in
+			// chain), the hook's policy applies, as ipt_do_table's
+			// underflow does.
+			if sp == 0 {
+				return w.policy(ctr, &fp.chains[entry], l3len)
+			}
 			sp--
 			i, cur = w.stack[sp].ret, w.stack[sp].chain
 			continue

@@ -14,28 +14,8 @@ import (
 // delivered only for joined groups. (IPv4 fragments are then reassembled in
 // ip_local_deliver before LOCAL_IN: see reasm.go.)
 func (pr *Program) reachesInput(p *packet.Packet) bool {
-	for _, a := range pr.localAddrs {
-		if p.Src == a && p.Family == packet.FamilyIPv4 {
-			return false // a source claiming to be us is a martian
-		}
-	}
 	if p.Family == packet.FamilyIPv4 {
-		s, d := p.Src.As4(), p.Dst.As4()
-		switch {
-		case s[0] >= 224 && s[0] <= 239: // multicast source
-			return false
-		case s == [4]byte{255, 255, 255, 255}:
-			return false
-		case d == [4]byte{255, 255, 255, 255}:
-			return true // limited broadcast, even from 0.0.0.0
-		case s == [4]byte{}, d == [4]byte{}:
-			return false // 0.0.0.0 only: the rest of 0/8 is valid unicast now
-		case s[0] == 127, d[0] == 127: // loopback without route_localnet
-			return false
-		case d[0] >= 224 && d[0] <= 239:
-			return d == [4]byte{224, 0, 0, 1} // only all-hosts is joined
-		}
-		return true
+		return pr.reachesInput4(p)
 	}
 	if d := p.Dst; d.IsMulticast() {
 		if d == allNodes {
@@ -55,3 +35,52 @@ func (pr *Program) reachesInput(p *packet.Packet) bool {
 }
 
 var allNodes = netip.MustParseAddr("ff02::1")
+
+func (pr *Program) reachesInput4(p *packet.Packet) bool {
+	s, d := p.Src.As4(), p.Dst.As4()
+	if d[0] >= 224 && d[0] <= 239 {
+		// ip_route_input_mc / ip_mc_validate_source: no multicast,
+		// broadcast or loopback source; a 0.0.0.0/8 source only
+		// towards 224.0.0.0/24 or for IGMP; a non-link-local group
+		// validates the source like unicast. Only all-hosts is joined.
+		if s[0] >= 224 && s[0] <= 239 || s == [4]byte{255, 255, 255, 255} || s[0] == 127 {
+			return false
+		}
+		local := d[0] == 224 && d[1] == 0 && d[2] == 0
+		if s[0] == 0 && !local && p.Proto != 2 {
+			return false
+		}
+		if !local && pr.isLocal(p.Src) {
+			return false
+		}
+		return d == [4]byte{224, 0, 0, 1} && pr.optionsPass(p)
+	}
+	switch {
+	case s[0] >= 224 && s[0] <= 239, s == [4]byte{255, 255, 255, 255}:
+		return false // multicast or broadcast source
+	case d == [4]byte{255, 255, 255, 255}:
+		return pr.optionsPass(p) // limited broadcast, even from 0.0.0.0
+	case s == [4]byte{}, d == [4]byte{}:
+		return false // 0.0.0.0 only: the rest of 0/8 is valid unicast now
+	case s[0] == 127, d[0] == 127: // loopback without route_localnet
+		return false
+	case pr.isLocal(p.Src):
+		return false // a source claiming to be us is a martian
+	}
+	return pr.optionsPass(p)
+}
+
+func (pr *Program) isLocal(a netip.Addr) bool {
+	for _, l := range pr.localAddrs {
+		if a == l {
+			return true
+		}
+	}
+	return false
+}
+
+// optionsPass applies ip_rcv_options to datagrams with options.
+func (pr *Program) optionsPass(p *packet.Packet) bool {
+	ihl := int(p.L3[0]&0x0f) * 4
+	return ihl <= 20 || ipv4OptionsPass(p.L3[20:ihl])
+}

@@ -155,7 +155,9 @@ func (d *Decoder) decodeEtherType(t uint16, f []byte, off int, lo bool, p *Packe
 			p.Malformed = MalformedTruncatedL2
 			return
 		}
-		if p.NumVLANs == 0 {
+		// The first non-zero id decides: a priority tag (id 0) is
+		// stripped and the next tag is looked at, as the kernel does.
+		if p.VLAN == 0 {
 			p.VLAN = be16(f[off:]) & vlanIDMask
 		}
 		if p.NumVLANs < 255 {

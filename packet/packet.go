@@ -131,8 +131,9 @@ type Packet struct {
 	SrcMAC  [6]byte
 	DstMAC  [6]byte
 	PktType PktType
-	// VLAN is the VLAN id of the outermost 802.1Q/802.1ad tag; NumVLANs
-	// counts the tags removed before the network header.
+	// VLAN is the first non-zero VLAN id among the 802.1Q/802.1ad tags
+	// (priority tags, id 0, are stripped by the kernel and the next tag
+	// decides); NumVLANs counts the tags removed before the network header.
 	VLAN     uint16
 	NumVLANs uint8
 

@@ -153,8 +153,8 @@ func tcpMatch() MatchParser {
 				return err
 			}
 			n, err := strconv.ParseUint(v, 10, 8)
-			if err != nil {
-				return a.Errorf("TCP option number %q is not 0-255", v)
+			if err != nil || n == 0 {
+				return a.Errorf("bad TCP option %q: 1-255", v)
 			}
 			m.Option, m.OptionInv, m.HasOption = uint8(n), inv, true
 			return nil

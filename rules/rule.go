@@ -18,6 +18,7 @@ type ruleBuilder struct {
 	mnames   []token
 	targetOK bool
 	tgt      *targetParser
+	listTok  token // the -s/-d word that holds a comma list, if any
 }
 
 // rule parses the words after "-A CHAIN".
@@ -111,6 +112,10 @@ func (p *parser) rule(c *Chain, toks []token) ([]*Rule, error) {
 		b.r.Target = b.tgt.t
 		b.r.targetCol = b.tgt.tok.col
 	}
+	// iptables refuses any address inversion when either side is a list.
+	if (len(b.srcs) > 1 || len(b.dsts) > 1) && ((len(b.srcs) > 0 && b.srcs[0].Invert) || (len(b.dsts) > 0 && b.dsts[0].Invert)) {
+		return nil, p.errAt(b.listTok, "! not allowed with multiple source or destination IP addresses")
+	}
 	if err := p.checkMatchesForChain(b, c); err != nil {
 		return nil, err
 	}
@@ -144,7 +149,9 @@ func (p *parser) once(b *ruleBuilder, t token, key string) error {
 
 // oldInvert accepts the deprecated `--opt ! value` form.
 func oldInvert(a *Args, invert bool) (bool, error) {
-	if a.i < len(a.toks) && a.toks[a.i].s == "!" {
+	// A "!" followed by another option negates that option, not this
+	// one's value: `--syn ! --tcp-option 4`.
+	if a.i < len(a.toks) && a.toks[a.i].s == "!" && (a.i+1 >= len(a.toks) || !strings.HasPrefix(a.toks[a.i+1].s, "-")) {
 		if invert {
 			return false, a.p.errAt(a.toks[a.i], "double negation is not allowed")
 		}
@@ -180,8 +187,8 @@ func (p *parser) addrOpt(b *ruleBuilder, t token, invert bool, a *Args) error {
 		am.Invert = invert
 		list = append(list, am)
 	}
-	if invert && len(list) > 1 {
-		return a.Errorf("! not allowed with multiple source or destination IP addresses")
+	if len(list) > 1 {
+		b.listTok = a.toks[a.i-1]
 	}
 	if src {
 		b.srcs = list
