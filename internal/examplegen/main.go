@@ -58,10 +58,10 @@ type gen struct {
 	// named attackers: sources the rate rules must catch, kept off the
 	// blocklist so that the rate rules see them.
 	sshBrute, dnsFlooder, pinger netip.Addr
-	blocked []netip.Prefix
-	frames  []frame
-	server  netip.Addr
-	start   int64
+	blocked                      []netip.Prefix
+	frames                       []frame
+	server                       netip.Addr
+	start                        int64
 }
 
 var (
