@@ -1,0 +1,337 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/sluice-project/sluice/afxdp"
+	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/packet"
+	"github.com/sluice-project/sluice/tap"
+	"github.com/sluice-project/sluice/xdp"
+)
+
+// Config configures a Daemon.
+type Config struct {
+	// Iface is the interface to filter.
+	Iface string
+	// Queues are the receive queues to serve; nil means all of them.
+	Queues []int
+	// TAP is the re-injection device's name (default tap.DefaultName).
+	TAP string
+	// Program is the compiled ruleset, compiled with Monotonic() as load
+	// time and Iface (or the TAP's name) as the input interface.
+	Program *engine.Program
+	// LockDir holds <iface>.lock (default DefaultLockDir).
+	LockDir string
+	// Socket is the template for each queue's socket (Ifindex and Queue
+	// are filled in).
+	Socket afxdp.Config
+	// Batch is the RX batch size (default 64).
+	Batch int
+	// Logf, when set, receives one line per notable event.
+	Logf func(format string, args ...any)
+}
+
+// Daemon is a running userspace tier on one interface.
+type Daemon struct {
+	cfg     Config
+	ifindex int
+	tap     *tap.Device
+	red     *xdp.Redirect
+	link    link.Link
+	mode    xdp.AttachMode
+	queues  []*queue
+	lock    *os.File
+	lockP   string
+	stop    atomic.Bool
+	wg      sync.WaitGroup
+	started time.Time
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+type queue struct {
+	id   int
+	sock *afxdp.Socket
+	w    *engine.Worker
+	tap  *tap.Device
+	dec  packet.Decoder
+
+	rx, accepted, dropped, malformed, reinjected, tapErrors, batches atomic.Uint64
+}
+
+// Start sets everything up and starts one worker per queue. It must run
+// in the interface's network namespace; the workers need not (sockets
+// and devices keep the namespace they were created in). On error,
+// whatever was set up is torn down.
+func Start(cfg Config) (_ *Daemon, err error) {
+	if cfg.Program == nil {
+		return nil, errors.New("daemon: no program")
+	}
+	if cfg.TAP == "" {
+		cfg.TAP = tap.DefaultName
+	}
+	if cfg.LockDir == "" {
+		cfg.LockDir = DefaultLockDir
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 64
+	}
+	d := &Daemon{cfg: cfg, started: time.Now()}
+	defer func() {
+		if err != nil {
+			d.Stop()
+		}
+	}()
+	if err := d.acquireLock(); err != nil {
+		return nil, err
+	}
+	ifc, err := net.InterfaceByName(cfg.Iface)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	d.ifindex = ifc.Index
+	queues := cfg.Queues
+	if queues == nil {
+		n, err := rxQueues(cfg.Iface)
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i < n; i++ {
+			queues = append(queues, i)
+		}
+	}
+	if len(queues) == 0 {
+		return nil, errors.New("daemon: no queues to serve")
+	}
+	maxQ := 0
+	for _, q := range queues {
+		maxQ = max(maxQ, q)
+	}
+	if d.tap, err = tap.Create(tap.Config{Name: cfg.TAP, Like: cfg.Iface}); err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	if d.red, err = xdp.NewRedirect(xdp.RedirectOptions{Queues: maxQ + 1, Fallback: xdp.ActionPass}); err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	for _, id := range queues {
+		sc := cfg.Socket
+		sc.Ifindex, sc.Queue = d.ifindex, id
+		sock, err := afxdp.Open(sc)
+		if err != nil {
+			return nil, fmt.Errorf("daemon: queue %d: %w", id, err)
+		}
+		q := &queue{id: id, sock: sock, w: cfg.Program.NewWorker(), tap: d.tap,
+			dec: packet.Decoder{Link: packet.LinkEthernet, LocalMAC: [6]byte(ifc.HardwareAddr), HasLocalMAC: true}}
+		d.queues = append(d.queues, q)
+		if err := d.red.SetSocket(id, sock.FD()); err != nil {
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+	}
+	d.link, d.mode, err = d.red.Attach(d.ifindex)
+	if err != nil {
+		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("daemon: %s already has an XDP program attached (another sluice daemon, or another XDP user): %w", cfg.Iface, err)
+		}
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	d.logf("sluice: %s: XDP attached in %s mode, %d queue(s) %v, re-injecting through %s", cfg.Iface, d.mode, len(queues), queues, d.tap.Name())
+	for _, q := range d.queues {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			q.run(&d.stop, cfg.Batch)
+		}()
+	}
+	return d, nil
+}
+
+func (d *Daemon) logf(format string, args ...any) {
+	if d.cfg.Logf != nil {
+		d.cfg.Logf(format, args...)
+	}
+}
+
+// acquireLock takes an exclusive flock on LockDir/<iface>.lock, which
+// the kernel releases when the process dies.
+func (d *Daemon) acquireLock() error {
+	if err := os.MkdirAll(d.cfg.LockDir, 0o700); err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	p := filepath.Join(d.cfg.LockDir, d.cfg.Iface+".lock")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("daemon: lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(p)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("daemon: another sluice daemon is running on %s (%s is locked by pid %s)", d.cfg.Iface, p, strings.TrimSpace(string(holder)))
+		}
+		return fmt.Errorf("daemon: lock %s: %w", p, err)
+	}
+	f.Truncate(0)
+	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	d.lock, d.lockP = f, p
+	return nil
+}
+
+// pollTimeout bounds how long an idle worker takes to notice Stop.
+const pollTimeout = 100 * time.Millisecond
+
+func (q *queue) run(stop *atomic.Bool, batch int) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	descs := make([]afxdp.Desc, batch)
+	var p packet.Packet
+	for !stop.Load() {
+		n := q.sock.Receive(descs)
+		if n == 0 {
+			q.sock.Poll(pollTimeout)
+			continue
+		}
+		q.batches.Add(1)
+		now := Monotonic()
+		for i := range descs[:n] {
+			q.handle(q.sock.Frame(descs[i]), now, &p)
+		}
+		q.rx.Add(uint64(n))
+		q.sock.Recycle(descs[:n])
+	}
+}
+
+// handle judges one frame and re-injects it if the kernel's rules would
+// let it through. It does not allocate.
+func (q *queue) handle(frame []byte, now int64, p *packet.Packet) {
+	q.dec.Decode(frame, p)
+	switch q.w.Process(p, now) {
+	case engine.Drop, engine.Hotdrop:
+		q.dropped.Add(1)
+	case engine.Malformed:
+		// The kernel would discard it before netfilter too.
+		q.malformed.Add(1)
+	default: // Accept, NotFiltered
+		q.accepted.Add(1)
+		if err := q.tap.Write(frame); err != nil {
+			q.tapErrors.Add(1)
+		} else {
+			q.reinjected.Add(1)
+		}
+	}
+}
+
+// Workers returns the engine workers, for Program.Report.
+func (d *Daemon) Workers() []*engine.Worker {
+	ws := make([]*engine.Worker, len(d.queues))
+	for i, q := range d.queues {
+		ws[i] = q.w
+	}
+	return ws
+}
+
+// Judged is the number of frames the workers have taken from their RX
+// rings so far: a cheap progress counter.
+func (d *Daemon) Judged() uint64 {
+	var n uint64
+	for _, q := range d.queues {
+		n += q.rx.Load()
+	}
+	return n
+}
+
+// Stats reads every counter now.
+func (d *Daemon) Stats() *Stats {
+	s := &Stats{Iface: d.cfg.Iface, XDPMode: string(d.mode), UptimeNs: int64(time.Since(d.started))}
+	if d.tap != nil {
+		s.TAP = d.tap.Name()
+	}
+	for _, q := range d.queues {
+		qs := QueueStats{Queue: q.id, ZeroCopy: q.sock.ZeroCopy(),
+			RX: q.rx.Load(), Accepted: q.accepted.Load(), Dropped: q.dropped.Load(), Malformed: q.malformed.Load(),
+			Reinjected: q.reinjected.Load(), TAPErrors: q.tapErrors.Load(), Batches: q.batches.Load()}
+		if xs, err := q.sock.Stats(); err == nil {
+			qs.XSK, qs.RingFull, qs.FillEmpty = xs, xs.RxRingFull, xs.RxFillRingEmptyDescs
+		}
+		s.Queues = append(s.Queues, qs)
+	}
+	sort.Slice(s.Queues, func(i, j int) bool { return s.Queues[i].Queue < s.Queues[j].Queue })
+	s.Report = d.cfg.Program.Report(d.Workers()...)
+	return s
+}
+
+// Stop detaches the XDP program (traffic goes straight to the kernel
+// again), stops the workers, closes the sockets, deletes the TAP and
+// releases the lock. It may be called more than once.
+func (d *Daemon) Stop() error {
+	d.stopOnce.Do(func() {
+		var errs []error
+		if d.link != nil {
+			errs = append(errs, d.link.Close())
+		}
+		d.stop.Store(true)
+		d.wg.Wait()
+		for _, q := range d.queues {
+			errs = append(errs, q.sock.Close())
+		}
+		if d.red != nil {
+			errs = append(errs, d.red.Close())
+		}
+		if d.tap != nil {
+			errs = append(errs, d.tap.Close())
+		}
+		if d.lock != nil {
+			os.Remove(d.lockP)
+			errs = append(errs, d.lock.Close())
+		}
+		d.stopErr = errors.Join(errs...)
+	})
+	return d.stopErr
+}
+
+// Abandon stops the workers and closes every descriptor without any
+// orderly teardown, as the kernel does when the process is killed: the
+// tests use it to check that the interface then works without sluice.
+func (d *Daemon) Abandon() {
+	d.stop.Store(true)
+	d.wg.Wait()
+	// Closing a bpf_link's fd (no BPF_LINK_DETACH) is what exit does.
+	if d.link != nil {
+		d.link.Close()
+	}
+	for _, q := range d.queues {
+		q.sock.Close()
+	}
+	d.red.Close()
+	d.tap.Close()
+	d.lock.Close()
+	d.stopOnce.Do(func() {})
+}
+
+// rxQueues returns the interface's number of receive queues (ethtool's
+// combined or rx channel count), or 1 when the driver does not say.
+func rxQueues(iface string) (int, error) {
+	ch, err := ethtoolChannels(iface)
+	if err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) {
+			return 1, nil
+		}
+		return 0, fmt.Errorf("daemon: queues of %s: %w", iface, err)
+	}
+	return max(int(ch.rxCount), int(ch.combinedCount), 1), nil
+}

@@ -1,0 +1,33 @@
+//go:build !linux
+
+package daemon
+
+import (
+	"errors"
+
+	"github.com/sluice-project/sluice/afxdp"
+	"github.com/sluice-project/sluice/engine"
+)
+
+// Config configures a Daemon (see the Linux version).
+type Config struct {
+	Iface   string
+	Queues  []int
+	TAP     string
+	Program *engine.Program
+	LockDir string
+	Socket  afxdp.Config
+	Batch   int
+	Logf    func(format string, args ...any)
+}
+
+// Daemon is the userspace tier; it runs on Linux only.
+type Daemon struct{}
+
+// Start fails off Linux.
+func Start(cfg Config) (*Daemon, error) { return nil, errors.New("daemon: AF_XDP needs Linux") }
+
+func (d *Daemon) Stats() *Stats             { return &Stats{} }
+func (d *Daemon) Workers() []*engine.Worker { return nil }
+func (d *Daemon) Stop() error               { return nil }
+func (d *Daemon) Abandon()                  {}
