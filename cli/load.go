@@ -101,7 +101,12 @@ func (rf *ruleFlags) load() (*loaded, error) {
 
 // parse parses sets and rules with now as the load time (set element
 // timeouts count from it). Nothing is returned unless everything parsed.
-func (l *loaded) parse(now int64) (*parsed, error) {
+func (l *loaded) parse(now int64) (*parsed, error) { return l.parseWith(nil, now) }
+
+// parseWith is parse against an existing engine state, for reloads: the
+// new sets replace the old ones for programs compiled from now on, and
+// hashlimit, recent and limit state carries over.
+func (l *loaded) parseWith(st *engine.State, now int64) (*parsed, error) {
 	ps := &parsed{}
 	if l.sets != nil {
 		reg, err := ipset.Parse(l.setsNam, bytes.NewReader(l.sets), now)
@@ -110,7 +115,12 @@ func (l *loaded) parse(now int64) (*parsed, error) {
 		}
 		ps.sets = reg
 	}
-	ps.st = engine.NewState(ps.sets, l.hz)
+	if st == nil {
+		st = engine.NewState(ps.sets, l.hz)
+	} else {
+		st.ReplaceSets(ps.sets)
+	}
+	ps.st = st
 	var resolver rules.SetResolver
 	if ps.sets != nil {
 		resolver = ps.sets
@@ -130,8 +140,11 @@ func (l *loaded) parse(now int64) (*parsed, error) {
 }
 
 // compile parses and compiles with now as the load time.
-func (l *loaded) compile(now int64) (*engine.Program, *parsed, error) {
-	ps, err := l.parse(now)
+func (l *loaded) compile(now int64) (*engine.Program, *parsed, error) { return l.compileWith(nil, now) }
+
+// compileWith parses and compiles against st (nil: a new state).
+func (l *loaded) compileWith(st *engine.State, now int64) (*engine.Program, *parsed, error) {
+	ps, err := l.parseWith(st, now)
 	if err != nil {
 		return nil, nil, err
 	}

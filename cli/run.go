@@ -6,14 +6,22 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sluice-project/sluice/afxdp"
 	"github.com/sluice-project/sluice/daemon"
+	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/metrics"
+	"github.com/sluice-project/sluice/report"
 	"github.com/sluice-project/sluice/tap"
 )
 
@@ -33,6 +41,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	lockDir := fs.String("lock-dir", daemon.DefaultLockDir, "directory of the per-interface lock files")
 	copyMode := fs.Bool("copy", false, "bind the AF_XDP sockets in copy mode without trying zero-copy")
 	frameSize := fs.Int("frame-size", 4096, "UMEM frame size: 2048 or 4096")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9465); off by default")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -61,31 +70,90 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pr, _, err := l.compile(daemon.Monotonic())
+	pr, ps, err := l.compile(daemon.Monotonic())
 	if err != nil {
 		return err
+	}
+	st := ps.st
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	// reload re-reads the files it was started with and compiles them
+	// against the running state, so rate-limit state carries over.
+	reload := func() (*engine.Program, error) {
+		nl, err := rf.load()
+		if err != nil {
+			return nil, err
+		}
+		npr, _, err := nl.compileWith(st, daemon.Monotonic())
+		return npr, err
 	}
 	sc := afxdp.Config{FrameSize: *frameSize}
 	if *copyMode {
 		sc.Mode = afxdp.ModeCopy
 	}
 	d, err := daemon.Start(daemon.Config{Iface: *iface, Queues: qs, TAP: *tapName, Program: pr, LockDir: *lockDir, Socket: sc,
-		Logf: func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }})
+		Logf:    func(format string, a ...any) { logger.Info(fmt.Sprintf(format, a...)) },
+		Reload:  reload,
+		LogSink: func(level int, line []byte) { logger.Warn("LOG", "level", level, "line", string(line)) },
+	})
 	if err != nil {
 		return err
 	}
 	defer d.Stop()
-	ctl, err := daemon.ServeControl(*control, d.Stats)
+	ctl, err := daemon.ServeControl(*control, d)
 	if err != nil {
 		return err
 	}
 	defer ctl.Close()
-	fmt.Fprintf(stderr, "sluice: serving counters on %s; SIGTERM or SIGINT stops\n", *control)
+	if *metricsAddr != "" {
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics: %w", err)
+		}
+		srv := &http.Server{Handler: metricsMux(d, st), ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		logger.Info("serving Prometheus metrics", "addr", ln.Addr().String(), "path", "/metrics")
+	}
+	logger.Info("serving the control socket; SIGHUP reloads, SIGTERM or SIGINT stops", "control", *control)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	<-ctx.Done()
-	fmt.Fprintln(stderr, "sluice: stopping: detaching XDP, closing sockets, deleting", *tapName)
-	return d.Stop()
+	for {
+		select {
+		case <-hup:
+			d.Reload() // the daemon logs the outcome; a failure keeps the ruleset
+		case <-ctx.Done():
+			logger.Info("stopping: detaching XDP, closing sockets, deleting the TAP", "tap", *tapName)
+			return d.Stop()
+		}
+	}
+}
+
+// metricsMux serves /metrics for a running daemon, reading every counter
+// at scrape time.
+func metricsMux(d *daemon.Daemon, st *engine.State) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics.Handler(metrics.Sources{
+		Report: func() *report.Report { return d.Program().Report(d.Workers()...) },
+		Queues: func() []metrics.QueueStats {
+			s := d.Stats()
+			var out []metrics.QueueStats
+			for _, q := range s.Queues {
+				out = append(out, metrics.QueueStats{Iface: s.Iface, Queue: q.Queue, RX: q.RX, Accepted: q.Accepted,
+					Dropped: q.Dropped, Reinjected: q.Reinjected, RingFull: q.RingFull, FillEmpty: q.FillEmpty,
+					RXDropped: q.XSK.RxDropped, InvalidDesc: q.XSK.RxInvalidDescs})
+			}
+			return out
+		},
+		Hashlimit: st.HashlimitStats,
+		Reloads: func() (uint64, uint64) {
+			s := d.Stats()
+			return s.Reloads, s.ReloadFailures
+		},
+	}))
+	return mux
 }
 
 // parseQueues parses --queues: "all" (nil) or a list of queue indexes.

@@ -39,12 +39,12 @@ func TestStatsFromControlSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "eth0.sock")
 	st := &daemon.Stats{Iface: "eth0", TAP: "sluice0", XDPMode: "driver",
 		Queues: []daemon.QueueStats{{Queue: 0, RX: 10, Accepted: 7, Dropped: 3, Reinjected: 7}, {Queue: 3, RX: 5, Dropped: 5}}}
-	ctl, err := daemon.ServeControl(path, func() *daemon.Stats { return st })
+	ctl, err := daemon.ServeControl(path, daemon.StatsFunc(func() *daemon.Stats { return st }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ctl.Close()
-	if _, err := daemon.ServeControl(path, func() *daemon.Stats { return st }); err == nil {
+	if _, err := daemon.ServeControl(path, daemon.StatsFunc(func() *daemon.Stats { return st })); err == nil {
 		t.Error("a second server on a live control socket was allowed")
 	}
 	var out, errb bytes.Buffer

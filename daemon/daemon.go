@@ -64,6 +64,9 @@ type Stats struct {
 	UptimeNs int64          `json:"uptime_ns"`
 	Queues   []QueueStats   `json:"queues"`
 	Report   *report.Report `json:"report"`
+	// Reloads and ReloadFailures count ruleset reloads.
+	Reloads        uint64 `json:"reloads"`
+	ReloadFailures uint64 `json:"reload_failures"`
 }
 
 // Lost is the number of frames the kernel could not hand to sluice

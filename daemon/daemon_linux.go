@@ -44,6 +44,12 @@ type Config struct {
 	Batch int
 	// Logf, when set, receives one line per notable event.
 	Logf func(format string, args ...any)
+	// Reload, when set, re-reads the rules and sets files and compiles
+	// them (against the running program's engine.State, so rate-limit
+	// state carries over); Daemon.Reload swaps the result in.
+	Reload func() (*engine.Program, error)
+	// LogSink, when set, receives LOG and NFLOG target lines.
+	LogSink engine.LogSink
 }
 
 // Daemon is a running userspace tier on one interface.
@@ -63,14 +69,23 @@ type Daemon struct {
 
 	stopOnce sync.Once
 	stopErr  error
+
+	live                   *engine.Live
+	reloadMu               sync.Mutex
+	reloadOK, reloadFailed atomic.Uint64
+	capture                atomic.Pointer[captureSession]
+	captureMu              sync.Mutex
 }
 
 type queue struct {
 	id   int
+	d    *Daemon
 	sock *afxdp.Socket
-	w    *engine.Worker
-	tap  *tap.Device
-	dec  packet.Decoder
+	// w is this queue's engine worker; the queue's goroutine replaces it
+	// when a reload swaps the program, Stats reads it.
+	w   atomic.Pointer[engine.Worker]
+	tap *tap.Device
+	dec packet.Decoder
 
 	rx, accepted, dropped, malformed, reinjected, tapErrors, batches atomic.Uint64
 }
@@ -92,7 +107,7 @@ func Start(cfg Config) (_ *Daemon, err error) {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 64
 	}
-	d := &Daemon{cfg: cfg, started: time.Now()}
+	d := &Daemon{cfg: cfg, started: time.Now(), live: engine.NewLive(cfg.Program)}
 	defer func() {
 		if err != nil {
 			d.Stop()
@@ -136,8 +151,9 @@ func Start(cfg Config) (_ *Daemon, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("daemon: queue %d: %w", id, err)
 		}
-		q := &queue{id: id, sock: sock, w: cfg.Program.NewWorker(), tap: d.tap,
+		q := &queue{id: id, d: d, sock: sock, tap: d.tap,
 			dec: packet.Decoder{Link: packet.LinkEthernet, LocalMAC: [6]byte(ifc.HardwareAddr), HasLocalMAC: true}}
+		q.w.Store(d.newWorker(cfg.Program))
 		d.queues = append(d.queues, q)
 		if err := d.red.SetSocket(id, sock.FD()); err != nil {
 			return nil, fmt.Errorf("daemon: %w", err)
@@ -200,6 +216,7 @@ func (q *queue) run(stop *atomic.Bool, batch int) {
 	defer runtime.UnlockOSThread()
 	descs := make([]afxdp.Desc, batch)
 	var p packet.Packet
+	w := q.w.Load()
 	for !stop.Load() {
 		n := q.sock.Receive(descs)
 		if n == 0 {
@@ -207,9 +224,15 @@ func (q *queue) run(stop *atomic.Bool, batch int) {
 			continue
 		}
 		q.batches.Add(1)
+		// A reload takes effect between batches: no packet sees half a
+		// ruleset.
+		if pr := q.d.live.Load(); pr != w.Program() {
+			w = q.d.newWorker(pr)
+			q.w.Store(w)
+		}
 		now := Monotonic()
 		for i := range descs[:n] {
-			q.handle(q.sock.Frame(descs[i]), now, &p)
+			q.handle(w, q.sock.Frame(descs[i]), now, &p)
 		}
 		q.rx.Add(uint64(n))
 		q.sock.Recycle(descs[:n])
@@ -218,9 +241,13 @@ func (q *queue) run(stop *atomic.Bool, batch int) {
 
 // handle judges one frame and re-injects it if the kernel's rules would
 // let it through. It does not allocate.
-func (q *queue) handle(frame []byte, now int64, p *packet.Packet) {
+func (q *queue) handle(w *engine.Worker, frame []byte, now int64, p *packet.Packet) {
 	q.dec.Decode(frame, p)
-	switch q.w.Process(p, now) {
+	v := w.Process(p, now)
+	if c := q.d.capture.Load(); c != nil {
+		c.offer(frame, v, w, now)
+	}
+	switch v {
 	case engine.Drop, engine.Hotdrop:
 		q.dropped.Add(1)
 	case engine.Malformed:
@@ -240,7 +267,7 @@ func (q *queue) handle(frame []byte, now int64, p *packet.Packet) {
 func (d *Daemon) Workers() []*engine.Worker {
 	ws := make([]*engine.Worker, len(d.queues))
 	for i, q := range d.queues {
-		ws[i] = q.w
+		ws[i] = q.w.Load()
 	}
 	return ws
 }
@@ -271,7 +298,8 @@ func (d *Daemon) Stats() *Stats {
 		s.Queues = append(s.Queues, qs)
 	}
 	sort.Slice(s.Queues, func(i, j int) bool { return s.Queues[i].Queue < s.Queues[j].Queue })
-	s.Report = d.cfg.Program.Report(d.Workers()...)
+	s.Report = d.live.Load().Report(d.Workers()...)
+	s.Reloads, s.ReloadFailures = d.reloadOK.Load(), d.reloadFailed.Load()
 	return s
 }
 
@@ -334,4 +362,57 @@ func rxQueues(iface string) (int, error) {
 		return 0, fmt.Errorf("daemon: queues of %s: %w", iface, err)
 	}
 	return max(int(ch.rxCount), int(ch.combinedCount), 1), nil
+}
+
+func (d *Daemon) newWorker(pr *engine.Program) *engine.Worker {
+	w := pr.NewWorker()
+	if d.cfg.LogSink != nil {
+		w.SetLogSink(d.cfg.LogSink)
+	}
+	return w
+}
+
+// Program returns the running program.
+func (d *Daemon) Program() *engine.Program { return d.live.Load() }
+
+// Reload re-reads and compiles the ruleset through Config.Reload and swaps
+// it in. On error the running program stays in force.
+func (d *Daemon) Reload() error {
+	if d.cfg.Reload == nil {
+		return errors.New("daemon: reload is not configured")
+	}
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	pr, err := d.cfg.Reload()
+	if err != nil {
+		d.reloadFailed.Add(1)
+		d.logf("sluice: reload failed, the running ruleset stays: %v", err)
+		return err
+	}
+	d.live.Swap(pr)
+	d.reloadOK.Add(1)
+	d.logf("sluice: reloaded")
+	return nil
+}
+
+// StartCapture begins a capture session; only one runs at a time.
+func (d *Daemon) StartCapture(req CaptureRequest) (*captureSession, error) {
+	d.captureMu.Lock()
+	defer d.captureMu.Unlock()
+	if d.capture.Load() != nil {
+		return nil, errors.New("daemon: a capture is already running")
+	}
+	c, err := newCaptureSession(req, time.Now().UnixNano()-Monotonic())
+	if err != nil {
+		return nil, err
+	}
+	d.capture.Store(c)
+	return c, nil
+}
+
+// EndCapture stops the session.
+func (d *Daemon) EndCapture(c *captureSession) {
+	d.captureMu.Lock()
+	d.capture.CompareAndSwap(c, nil)
+	d.captureMu.Unlock()
 }

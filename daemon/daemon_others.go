@@ -19,6 +19,8 @@ type Config struct {
 	Socket  afxdp.Config
 	Batch   int
 	Logf    func(format string, args ...any)
+	Reload  func() (*engine.Program, error)
+	LogSink engine.LogSink
 }
 
 // Daemon is the userspace tier; it runs on Linux only.
@@ -31,3 +33,9 @@ func (d *Daemon) Stats() *Stats             { return &Stats{} }
 func (d *Daemon) Workers() []*engine.Worker { return nil }
 func (d *Daemon) Stop() error               { return nil }
 func (d *Daemon) Abandon()                  {}
+func (d *Daemon) Reload() error             { return errors.New("daemon: AF_XDP needs Linux") }
+func (d *Daemon) Program() *engine.Program  { return nil }
+func (d *Daemon) StartCapture(CaptureRequest) (*captureSession, error) {
+	return nil, errors.New("daemon: AF_XDP needs Linux")
+}
+func (d *Daemon) EndCapture(*captureSession) {}

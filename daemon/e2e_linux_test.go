@@ -417,7 +417,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// The control socket serves the same counters, mode 0600.
 	ctlPath := filepath.Join(tp.lockDir, "sv0.sock")
-	ctl, err := ServeControl(ctlPath, d.Stats)
+	ctl, err := ServeControl(ctlPath, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,15 +435,16 @@ func TestEndToEnd(t *testing.T) {
 
 	// Zero allocations per packet: judge and re-inject an accepted and a
 	// dropped frame on a spare queue object sharing the TAP.
-	q := &queue{w: pr.NewWorker(), tap: d.tap, dec: d.queues[0].dec}
+	q := &queue{d: d, tap: d.tap, dec: d.queues[0].dec}
+	qw := pr.NewWorker()
 	acc := packet.BuildIPv4(clAddr, svAddr, packet.ProtoUDP, packet.BuildUDP(5000, 7, []byte("x")),
 		packet.WithSrcMAC([6]byte(tp.clMAC)), packet.WithDstMAC([6]byte(tp.svMAC)))
 	drop := packet.BuildIPv4(clAddr, svAddr, packet.ProtoUDP, packet.BuildUDP(5000, 9999, []byte("x")),
 		packet.WithSrcMAC([6]byte(tp.clMAC)), packet.WithDstMAC([6]byte(tp.svMAC)))
 	var p packet.Packet
 	if n := testing.AllocsPerRun(200, func() {
-		q.handle(acc, Monotonic(), &p)
-		q.handle(drop, Monotonic(), &p)
+		q.handle(qw, acc, Monotonic(), &p)
+		q.handle(qw, drop, Monotonic(), &p)
 	}); n != 0 {
 		t.Errorf("%v allocations per accepted+dropped pair", n)
 	}

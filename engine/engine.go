@@ -110,6 +110,12 @@ type Worker struct {
 	logDropped atomic.Uint64
 	dgram      packet.Packet
 
+	// lastRule is the index (in the family's rule array) of the rule
+	// whose ACCEPT or DROP decided the last packet, or -1 for a policy or
+	// no decision. Capture filters read it right after Process.
+	lastRule int32
+	lastFam  packet.Family
+
 	// per-packet scratch: the clock and addresses as integers, computed once.
 	now        int64
 	src4, dst4 uint32
@@ -151,6 +157,7 @@ func (w *Worker) Process(p *packet.Packet, now int64) Verdict {
 }
 
 func (w *Worker) process(p *packet.Packet, now int64) Verdict {
+	w.lastRule, w.lastFam = -1, p.Family
 	if p.Malformed != packet.MalformedNone {
 		return Malformed
 	}
@@ -249,8 +256,10 @@ func (w *Worker) runChain(fp *familyProgram, entry int32, p *packet.Packet, j ui
 			}
 			i++
 		case tAccept:
+			w.lastRule = i
 			return tAccept
 		case tDrop:
+			w.lastRule = i
 			return tDrop
 		case tReturn:
 			if sp == 0 {
@@ -341,4 +350,44 @@ func (w *Worker) match(r *rule, p *packet.Packet, j uint64) uint8 {
 		}
 	}
 	return resYes
+}
+
+// LastRule returns the rule whose ACCEPT or DROP decided the packet
+// Process last saw, as (table, chain, 1-based position); ok is false when
+// a policy or no rule decided it.
+func (w *Worker) LastRule() (table, chain string, n int, ok bool) {
+	if w.lastRule < 0 || w.lastFam == packet.FamilyNone {
+		return "", "", 0, false
+	}
+	fp := w.pr.fam[w.lastFam]
+	if fp == nil {
+		return "", "", 0, false
+	}
+	for i := range fp.chains {
+		c := &fp.chains[i]
+		if w.lastRule >= c.start && w.lastRule < c.end {
+			return c.table, c.name, int(w.lastRule-c.start) + 1, true
+		}
+	}
+	return "", "", 0, false
+}
+
+// LastRuleIndex is LastRule's cheap form: the family and the rule's index
+// in the program, -1 when no rule decided. RuleIndex maps a rule to it.
+func (w *Worker) LastRuleIndex() (packet.Family, int32) { return w.lastFam, w.lastRule }
+
+// RuleIndex returns the program index of rule n (1-based) of chain in
+// table for family, or -1.
+func (pr *Program) RuleIndex(fam packet.Family, table, chain string, n int) int32 {
+	fp := pr.fam[fam]
+	if fp == nil {
+		return -1
+	}
+	for i := range fp.chains {
+		c := &fp.chains[i]
+		if c.name == chain && (table == "" || c.table == table) && n >= 1 && int32(n) <= c.end-c.start {
+			return c.start + int32(n) - 1
+		}
+	}
+	return -1
 }

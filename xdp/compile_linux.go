@@ -1,0 +1,91 @@
+//go:build linux
+
+package xdp
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf"
+)
+
+// Filter is a loaded compiled program with its counters.
+type Filter struct {
+	Program  *ebpf.Program
+	Counters *ebpf.Map
+	spec     *Spec
+}
+
+// Load creates the counter map and loads the program. When the verifier
+// refuses the program, the error names the rule whose code it stopped in
+// and wraps the *ebpf.VerifierError, whose log it quotes.
+func (s *Spec) Load() (*Filter, error) {
+	cs := &ebpf.CollectionSpec{
+		Maps:     map[string]*ebpf.MapSpec{"counters": s.Counters.Copy()},
+		Programs: map[string]*ebpf.ProgramSpec{"filter": s.Program.Copy()},
+	}
+	coll, err := ebpf.NewCollection(cs)
+	if err != nil {
+		return nil, s.explain(err)
+	}
+	return &Filter{Program: coll.Programs["filter"], Counters: coll.Maps["counters"], spec: s}, nil
+}
+
+var insnLine = regexp.MustCompile(`(?m)^(\d+): \(`)
+
+// explain names the rule the verifier was in when it gave up.
+func (s *Spec) explain(err error) error {
+	var ve *ebpf.VerifierError
+	if !errors.As(err, &ve) {
+		return fmt.Errorf("xdp: loading the program: %w", err)
+	}
+	where := "outside any rule (packet parsing or exits)"
+	at := -1
+	for i := len(ve.Log) - 1; i >= 0 && at < 0; i-- {
+		if m := insnLine.FindStringSubmatch(ve.Log[i]); m != nil {
+			at, _ = strconv.Atoi(m[1])
+		}
+	}
+	if at >= 0 {
+		if ri := s.RuleAt(at); ri != nil {
+			where = fmt.Sprintf("in %s %s %s line %d: %s", ri.Family, ri.Table, ri.Chain, ri.Rule.Line, ri.Rule.Text)
+		}
+	}
+	tail := ve.Log
+	if len(tail) > 12 {
+		tail = tail[len(tail)-12:]
+	}
+	return fmt.Errorf("xdp: the verifier refused the program at instruction %d, %s (%d instructions); log ends:\n\t%s\n%w",
+		at, where, s.Instructions(), strings.Join(tail, "\n\t"), err)
+}
+
+// ReadCounters returns the counter value summed over CPUs.
+func (f *Filter) ReadCounters() ([]uint64, error) {
+	n := f.spec.NumCounters()
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, err
+	}
+	per := make([][]uint64, ncpu)
+	for i := range per {
+		per[i] = make([]uint64, n)
+	}
+	if err := f.Counters.Lookup(uint32(0), per); err != nil {
+		return nil, err
+	}
+	sum := make([]uint64, n)
+	for _, c := range per {
+		for i, v := range c {
+			sum[i] += v
+		}
+	}
+	return sum, nil
+}
+
+// Close releases the program and the map.
+func (f *Filter) Close() error {
+	return errors.Join(f.Program.Close(), f.Counters.Close())
+}

@@ -1,0 +1,37 @@
+// Package xdp holds sluice's eBPF XDP programs, generated in Go with
+// cilium/ebpf's asm package: no clang, no C, no object files to ship.
+//
+// Two programs live here:
+//
+//   - The redirect program (redirect.go) steers the frames sluice filters
+//     into the AF_XDP sockets of the receive queues sluice serves and
+//     passes everything else (ARP, LLDP, VLAN-tagged frames, IPv6
+//     neighbour discovery) to the kernel untouched.
+//
+//   - The compiled filter (compile*.go): Compile turns an iptables
+//     ruleset into one XDP program with the kernel's semantics, per-rule
+//     counters included. It parses Ethernet, VLAN tags and the IPv4
+//     header exactly as packet.Decoder does (checksum, IHL and total
+//     length checks count as malformed and drop), then runs raw
+//     PREROUTING, mangle PREROUTING, the routing decision of
+//     engine/input.go, mangle INPUT and filter INPUT as straight-line code:
+//     every rule is a block of compares carrying the rule's text as a
+//     comment, user chains are inlined at each call site (-j returns to
+//     the next rule, -g to the caller's return point, RETURN in a built-in
+//     chain or off the end of a chain reached by -g applies the policy, as
+//     ipt_do_table's underflow does). Counters live in one per-CPU array
+//     value, numbered like engine/program.go's slots, so Spec.Report gives
+//     the report the engine gives for the same packets.
+//
+// What the program cannot evaluate (sets, string, bpf, limit, hashlimit,
+// recent, tcp --tcp-option, IPv6, IPv4 fragments reaching INPUT, which
+// the kernel reassembles first) is a fallback site: the program writes
+// the site's index into the XDP metadata area and returns XDP_PASS, for
+// userspace to resume the traversal there (Spec.Fallback says where,
+// with the jump return points pending). Nothing is approximated.
+//
+// The differential tests (compile_linux_test.go) run the built-in
+// example's capture and synthetic frames through the loaded program with
+// BPF_PROG_TEST_RUN and through engine.Worker, and require the same
+// action, statistic and counter changes for every frame.
+package xdp
