@@ -59,7 +59,13 @@ func (pr *Program) reachesInput4(p *packet.Packet) bool {
 	case s[0] >= 224 && s[0] <= 239, s == [4]byte{255, 255, 255, 255}:
 		return false // multicast or broadcast source
 	case d == [4]byte{255, 255, 255, 255}:
-		return pr.optionsPass(p) // limited broadcast, even from 0.0.0.0
+		// Limited broadcast (brd_input): a zero source is accepted as
+		// is; any other is validated, and a loopback or local one is
+		// a martian.
+		if s != [4]byte{} && (s[0] == 127 || pr.isLocal(p.Src)) {
+			return false
+		}
+		return pr.optionsPass(p)
 	case s == [4]byte{}, d == [4]byte{}:
 		return false // 0.0.0.0 only: the rest of 0/8 is valid unicast now
 	case s[0] == 127, d[0] == 127: // loopback without route_localnet

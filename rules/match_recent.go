@@ -80,7 +80,7 @@ func (p *parser) recentMatch() MatchParser {
 			if err != nil || m.Is4() != (p.opt.Family == packet.FamilyIPv4) {
 				return a.Errorf("--mask %q is not an address of this family", v)
 			}
-			cfg.Mask, maskSet = m, true
+			cfg.Mask, cfg.MaskGiven, maskSet = m, true, true
 			return nil
 		},
 	}, nil)
@@ -96,7 +96,8 @@ func (p *parser) recentMatch() MatchParser {
 			return nil, fmt.Errorf("recent needs one of --set, --rcheck, --update and --remove")
 		}
 		if !maskSet {
-			// libxt_recent's init: an all-ones mask.
+			// libxt_recent's init: an all-ones mask, all 16 bytes of it
+			// even for iptables (MaskGiven false tells the engine).
 			if p.opt.Family == packet.FamilyIPv6 {
 				cfg.Mask = netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
 			} else {

@@ -10,7 +10,9 @@
 // is multiplied by HZ in u32; windows are judged with time_after on
 // jiffies; --reap looks only at the least recently updated entry; --rttl
 // compares TTLs with 0 as a wildcard; a list is shared by name across
-// iptables and ip6tables and keeps the mask of the rule that created it.
+// iptables and ip6tables and keeps the 16-byte mask of the rule that
+// created it (all ones for an iptables rule without --mask, the address
+// then zeros with one: see Config.MaskGiven).
 package recent
 
 import (
@@ -48,7 +50,15 @@ type Config struct {
 	RTTL, Reap                 bool
 	RSource, RDest             bool // RDest selects the destination address
 	Mask                       netip.Addr
-	Invert                     bool
+	// MaskGiven reports that the rule had --mask. It matters only for an
+	// IPv4 rule that creates a list ip6tables rules share: libxt_recent's
+	// init fills all 16 bytes of xt_recent_mtinfo_v1.mask with 0xff
+	// whatever the family, and --mask (XTTYPE_HOST, XTOPT_PUT) overwrites
+	// all 16 with the address then zeros. So a list created by
+	// `-m recent` keeps whole IPv6 addresses, and one created by
+	// `-m recent --mask 255.255.255.255` keeps their first 32 bits.
+	MaskGiven bool
+	Invert    bool
 
 	// TTLPlusOne is set by the engine for rules in chains where the kernel
 	// has an output device and the packet no socket (FORWARD,
@@ -214,10 +224,18 @@ func newTable(cfg Config, tot uint32, nmask uint8, seed maphash.Seed) *table {
 			t.mask[i] = 0xff
 		}
 	case cfg.Mask.Is4():
-		// iptables stores a v4 --mask in the first word and zeroes the
-		// rest; an ip6tables rule sharing this list inherits that mask.
+		// recent_mt_check copies the rule's 16-byte info->mask into the
+		// new table, and recent_mt masks every family's address with it,
+		// so an ip6tables rule sharing this list inherits it. Without
+		// --mask, libxt_recent's init left bytes 4..15 at 0xff; an
+		// explicit v4 --mask wrote zeros there.
 		a := cfg.Mask.As4()
 		copy(t.mask[:], a[:])
+		if !cfg.MaskGiven {
+			for i := 4; i < len(t.mask); i++ {
+				t.mask[i] = 0xff
+			}
+		}
 	default:
 		t.mask = cfg.Mask.As16()
 	}

@@ -148,7 +148,7 @@ func TestStampRing(t *testing.T) {
 
 func TestTTLMaskInvertFamilies(t *testing.T) {
 	r := NewRegistry(hz)
-	set := mustGetForTest(t, r, Config{Name: "M", Set: true, Mask: netip.MustParseAddr("255.255.255.0")})
+	set := mustGetForTest(t, r, Config{Name: "M", Set: true, Mask: netip.MustParseAddr("255.255.255.0"), MaskGiven: true})
 	rttl := mustGetForTest(t, r, Config{Name: "M", Check: true, RTTL: true})
 	notChk := mustGetForTest(t, r, Config{Name: "M", Check: true, Invert: true})
 	fwd := mustGetForTest(t, r, Config{Name: "M", Check: true, RTTL: true, TTLPlusOne: true})
@@ -163,8 +163,8 @@ func TestTTLMaskInvertFamilies(t *testing.T) {
 		{notChk, packetForTest("10.0.1.1", "10.9.9.9", 64), 1, true},
 		{notChk, packetForTest("10.0.0.7", "10.9.9.9", 64), 1, false},
 		{dst, packetForTest("10.9.9.9", "10.0.0.200", 64), 1, true},
-		// The list is shared with ip6tables and keeps the v4 rule's mask,
-		// ff.ff.ff.00 then three zero words: only the first 24 bits of an
+		// The list is shared with ip6tables and keeps the v4 rule's
+		// explicit --mask, ff.ff.ff.00 then three zero words: only the first 24 bits of an
 		// IPv6 address are kept.
 		{v6, packetForTest("2001:db8::1", "2001:db8::9", 64), 2, true},
 		{v6chk, packetForTest("2001:db8:ffff::2", "2001:db8::9", 64), 3, true},
@@ -173,6 +173,57 @@ func TestTTLMaskInvertFamilies(t *testing.T) {
 	})
 	// TTL 255 + 1 wraps to 0, the wildcard.
 	runForTest(t, []step{{fwd, packetForTest("10.0.0.2", "10.9.9.9", 255), 4, true}})
+}
+
+// TestSharedListMaskFromIPv4Rule: an ip6tables rule sharing a list that an
+// iptables rule created uses that rule's 16-byte mask. Kernel counts from
+// `sluice verify --pace off` (iptables-legacy, kernel 6.18) with
+//
+//	rules.v4:  *filter  -A INPUT -m recent --name r0 --rcheck [--mask 255.255.255.255]
+//	rules.v6:  *filter  -A INPUT -m recent --name r0 --rcheck
+//	                    -A INPUT -m recent --name r0 --set
+//
+// and four UDP frames to 2001:db8::1 from 2001:db8:1::9, 2001:db8:2::1,
+// 2001:db8:1::9, 2001:db9::1: the v6 --rcheck counted 1 packet with the
+// default v4 mask (all 16 bytes 0xff: whole IPv6 addresses), 2 with
+// --mask 255.255.255.255 (then zeros: the first 32 bits), and 1 without
+// the v4 rule. Before MaskGiven sluice counted 2 in the first case.
+func TestSharedListMaskFromIPv4Rule(t *testing.T) {
+	srcs := []string{"2001:db8:1::9", "2001:db8:2::1", "2001:db8:1::9", "2001:db9::1"}
+	for _, tc := range []struct {
+		name  string
+		v4    *Config // the iptables rule, compiled first; nil: none
+		check int     // kernel's count for the v6 --rcheck rule
+	}{
+		{"v4 default mask", &Config{Check: true, Mask: netip.MustParseAddr("255.255.255.255")}, 1},
+		{"v4 --mask 255.255.255.255", &Config{Check: true, Mask: netip.MustParseAddr("255.255.255.255"), MaskGiven: true}, 2},
+		{"no v4 rule", nil, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRegistry(hz)
+			if tc.v4 != nil {
+				c := *tc.v4
+				c.Name = "r0"
+				mustGetForTest(t, r, c)
+			}
+			all6 := netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+			chk := mustGetForTest(t, r, Config{Name: "r0", Family: packet.FamilyIPv6, Check: true, Mask: all6})
+			set := mustGetForTest(t, r, Config{Name: "r0", Family: packet.FamilyIPv6, Set: true, Mask: all6})
+			n := 0
+			for i, s := range srcs {
+				p := packetForTest(s, "2001:db8::1", 64)
+				if m, _ := chk.Match(p, uint64(i)); m {
+					n++
+				}
+				if m, _ := set.Match(p, uint64(i)); !m {
+					t.Fatalf("frame %d: --set did not match", i)
+				}
+			}
+			if n != tc.check {
+				t.Errorf("v6 --rcheck matched %d packets, kernel %d", n, tc.check)
+			}
+		})
+	}
 }
 
 func TestReapAndRemove(t *testing.T) {

@@ -29,8 +29,6 @@ var (
 // entry then). Each reason names the bug; the diagnosis is in the report
 // that added it.
 var knownMismatch = map[int64]string{
-	8:  "engine: 0.0.0.0 -> 224.0.0.1 never reaches INPUT in sluice (ip_mc_validate_source allows a zero source to local multicast); and one xt_recent table per name is shared by iptables and ip6tables rules",
-	11: "one xt_recent table per name is shared by iptables and ip6tables rules (r1 used by both families); sluice diverges on the IPv6 side",
 }
 
 func hz(t testing.TB) uint64 {

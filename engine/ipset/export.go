@@ -1,0 +1,62 @@
+package ipset
+
+import "github.com/sluice-project/sluice/packet"
+
+// Accessors for code that compiles sets into other forms (xdp/sets.go
+// turns IPv4 sets into BPF maps). They expose what a lookup depends on,
+// never the element extensions' mutable state.
+
+// HasTimeouts reports whether the set was created with the timeout
+// extension: its elements can expire, so its answer depends on time.
+func (s *Set) HasTimeouts() bool { return s.withTimeout }
+
+// HasCounters reports whether the set was created with the counters
+// extension: matching bumps element counters.
+func (s *Set) HasCounters() bool { return s.withCounters }
+
+// Netmask returns a hash:ip set's netmask (the host length when unset):
+// the set is keyed by the address under this mask.
+func (s *Set) Netmask() uint8 { return s.netmask }
+
+// Prefix4 is one IPv4 element of a hash:net or hash:ip set: Addr is the
+// numeric (host order) address, already masked to Len bits.
+type Prefix4 struct {
+	Addr    uint32
+	Len     uint8
+	Nomatch bool
+}
+
+// Prefixes4 lists the elements of an IPv4 hash:net or hash:ip set in
+// insertion order (no two are equal: Parse refuses duplicates). For
+// hash:ip, Len is the netmask and Addr the stored key, which a lookup
+// compares with the packet's address under the netmask. Other sets return nil.
+func (s *Set) Prefixes4() []Prefix4 {
+	if s.family != packet.FamilyIPv4 || (s.typ != typeHashNet && s.typ != typeHashIP) {
+		return nil
+	}
+	out := make([]Prefix4, 0, len(s.elems))
+	for i := range s.elems {
+		e := &s.elems[i]
+		if s.typ == typeHashIP {
+			out = append(out, Prefix4{Addr: v4(e.ip1), Len: s.netmask})
+			continue
+		}
+		out = append(out, Prefix4{Addr: v4(e.ip1) & mask4(e.cidr), Len: e.cidr, Nomatch: e.nomatch})
+	}
+	return out
+}
+
+// Ports lists the ports of a bitmap:port set, ascending; nil for other
+// types.
+func (s *Set) Ports() []uint16 {
+	if s.typ != typeBitmapPort {
+		return nil
+	}
+	var out []uint16
+	for i, idx := range s.bitmap {
+		if idx >= 0 {
+			out = append(out, s.firstPort+uint16(i))
+		}
+	}
+	return out
+}
