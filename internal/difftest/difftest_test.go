@@ -28,8 +28,7 @@ var (
 // and the test says when a listed seed has started to pass (remove the
 // entry then). Each reason names the bug; the diagnosis is in the report
 // that added it.
-var knownMismatch = map[int64]string{
-}
+var knownMismatch = map[int64]string{}
 
 func hz(t testing.TB) uint64 {
 	if h, err := jiffies.DetectHZ(); err == nil {
