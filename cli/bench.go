@@ -15,13 +15,13 @@ import (
 )
 
 func init() {
-	register(command{name: "bench", summary: "measure the engine: bench engine (in memory); bench live (later)", run: runBench})
+	register(command{name: "bench", summary: "measure: bench engine (in memory), bench live (the kernel and sluice on one flood)", run: runBench})
 }
 
 func runBench(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprintln(stderr, "Usage: sluice bench engine [--rules F] [--sets F] [--capture F] [--packets N] [--json]")
-		fmt.Fprintln(stderr, "       sluice bench live   (not available yet)")
+		fmt.Fprintln(stderr, "       sluice bench live [--json] [--runs N] [--duration D]   (root)")
 		if len(args) == 0 {
 			return &exitError{code: 2}
 		}
@@ -31,7 +31,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	case "engine":
 		return runBenchEngine(args[1:], stdout, stderr)
 	case "live":
-		return &exitError{code: 2, err: errors.New("not available yet: needs the live tiers")}
+		return runBenchLive(args[1:], stdout, stderr)
 	}
 	return &exitError{code: 2, err: fmt.Errorf("unknown bench %q: use engine or live", args[0])}
 }
