@@ -123,7 +123,7 @@ func newTopo(t *testing.T) *topo {
 			t.Fatal(err)
 		}
 	}
-	if err := tp.c.Do(func() error { return disableTxChecksum(clIf) }); err != nil {
+	if err := tp.c.Do(func() error { return testnet.DisableTxChecksum(clIf) }); err != nil {
 		t.Fatalf("disable TX checksum offload on %s: %v", clIf, err)
 	}
 	// Wait until the veth is up on both sides.

@@ -119,6 +119,11 @@ func NewTopology(opts TopologyOptions) (t *Topology, err error) {
 	if t.ServerIndex, err = ifIndex(t.Server, ServerIfName); err != nil {
 		return nil, err
 	}
+	// The legitimate client's TCP segments must carry full checksums for
+	// the userspace tier (see DisableTxChecksum).
+	if err = t.Sender.Do(func() error { return DisableTxChecksum(SenderIfName) }); err != nil {
+		return nil, err
+	}
 	if err = t.Server.Do(func() error { return setGRO(ServerIfName, true) }); err != nil {
 		return nil, fmt.Errorf("testnet: enable GRO (veth NAPI) on %s: %w", ServerIfName, err)
 	}
