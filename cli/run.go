@@ -30,11 +30,11 @@ func init() {
 }
 
 func runRun(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", "run --iface IF [--mode afxdp] [--queues all|0,3] [--tap sluice0] [--rules F] [--rules6 F] [--sets F] [--control PATH]", stderr)
+	fs := newFlagSet("run", "run --iface IF [--mode afxdp|xdp|auto] [--queues all|0,3] [--tap sluice0] [--rules F] [--rules6 F] [--sets F] [--control PATH]", stderr)
 	var rf ruleFlags
 	rf.register(fs)
 	iface := fs.String("iface", "", "interface to filter (required)")
-	mode := fs.String("mode", "afxdp", "userspace tier: afxdp")
+	mode := fs.String("mode", "afxdp", "afxdp (userspace tier), xdp (ruleset compiled to one XDP program; refused when it has fallback sites), auto (xdp when the ruleset has no fallback sites, else afxdp)")
 	queues := fs.String("queues", "all", "receive queues to serve: all, or a comma-separated list")
 	tapName := fs.String("tap", tap.DefaultName, "TAP device accepted frames are re-injected through")
 	control := fs.String("control", "", "control socket serving the counters (default /run/sluice/IFACE.sock)")
@@ -49,8 +49,10 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return &exitError{code: 2, err: errors.New("--iface is required")}
 	}
-	if *mode != "afxdp" {
-		return &exitError{code: 2, err: fmt.Errorf("--mode %q: only afxdp is implemented", *mode)}
+	switch *mode {
+	case "afxdp", "xdp", "auto":
+	default:
+		return &exitError{code: 2, err: fmt.Errorf("--mode %q: want afxdp, xdp or auto", *mode)}
 	}
 	// -i in the rules compares against the filtered interface unless
 	// --iface-name says otherwise.
@@ -76,6 +78,19 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	}
 	st := ps.st
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	if *mode != "afxdp" {
+		xc := daemon.XDPConfig{Iface: *iface, InIface: rf.iface, Rules4: ps.r4, Rules6: ps.r6, LocalAddrs: l.localAddrs,
+			LockDir: *lockDir, Logf: func(format string, a ...any) { logger.Info(fmt.Sprintf(format, a...)) }}
+		xd, err := daemon.StartXDP(xc)
+		switch {
+		case err == nil:
+			return serveXDP(xd, *control, *metricsAddr, logger)
+		case *mode == "auto" && errors.Is(err, daemon.ErrFallbackSites):
+			logger.Info("--mode auto: the ruleset needs the userspace tier, running afxdp", "reason", err.Error())
+		default:
+			return err
+		}
+	}
 	// reload re-reads the files it was started with and compiles them
 	// against the running state, so rate-limit state carries over.
 	reload := func() (*engine.Program, error) {
@@ -174,4 +189,33 @@ func parseQueues(s string) ([]int, error) {
 		}
 	}
 	return qs, nil
+}
+
+// serveXDP serves the control socket and metrics of a running XDP tier
+// until SIGTERM or SIGINT.
+func serveXDP(d *daemon.XDPDaemon, control, metricsAddr string, logger *slog.Logger) error {
+	defer d.Stop()
+	ctl, err := daemon.ServeControl(control, d)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	if metricsAddr != "" {
+		ln, err := net.Listen("tcp", metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler(metrics.Sources{Report: d.Report}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+		logger.Info("serving Prometheus metrics", "addr", ln.Addr().String(), "path", "/metrics")
+	}
+	logger.Info("XDP tier running; serving the control socket; SIGTERM or SIGINT stops (reload: restart)", "control", control)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	<-ctx.Done()
+	logger.Info("stopping: detaching XDP")
+	return d.Stop()
 }

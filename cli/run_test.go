@@ -30,8 +30,8 @@ func TestRunFlagErrors(t *testing.T) {
 		t.Errorf("run without --iface: %d %q", code, errb.String())
 	}
 	errb.Reset()
-	if code := Main([]string{"run", "--iface", "lo", "--mode", "xdp"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "only afxdp") {
-		t.Errorf("run --mode xdp: %d %q", code, errb.String())
+	if code := Main([]string{"run", "--iface", "lo", "--mode", "tc"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "want afxdp, xdp or auto") {
+		t.Errorf("run --mode tc: %d %q", code, errb.String())
 	}
 }
 

@@ -32,6 +32,12 @@ type CompileOptions struct {
 	// LocalAddrs are the host's own addresses: an IPv4 source claiming
 	// one is a martian that never reaches INPUT (engine.Config.LocalAddrs).
 	LocalAddrs []netip.Addr
+	// XSKQueues, when > 0, gives the program an XSKMAP of that many
+	// entries (Spec.XSKs, Filter.XSKs): a frame reaching a fallback site
+	// is redirected, its site in the metadata, to the AF_XDP socket of
+	// its receive queue (bpf_redirect_map(xsks, rx_queue_index,
+	// XDP_PASS): passed to the kernel when the queue has no socket).
+	XSKQueues int
 	// MaxInstructions bounds the generated program (default 1,000,000,
 	// the kernel's BPF_COMPLEXITY_LIMIT_INSNS). Inlining user chains per
 	// call site can grow a program; past this, Compile fails.
@@ -57,6 +63,11 @@ type Spec struct {
 	// Families holds the counter base (an index into the counter value)
 	// of each family's rule counters, 0 when absent.
 	Families [3]FamilyLayout
+	// Sets are the ipset sets the program looks up, as BPF maps.
+	Sets []SetMap
+	// XSKs is the XSKMAP fallback frames are redirected through, nil
+	// without CompileOptions.XSKQueues.
+	XSKs *ebpf.MapSpec
 
 	owner []int32 // per instruction: index into Rules, or -1
 }
@@ -351,6 +362,7 @@ const (
 	sVLAN                        // outermost VLAN id, 0 without a tag
 	sL4Off                       // transport header offset within L3
 	sKey                         // map key (0)
+	sSetKey                      // set map keys (8 bytes)
 )
 
 func (g *gen) ld(dst asm.Register, slot int16) { g.emit(asm.LoadMem(dst, asm.R10, slot, asm.DWord)) }
@@ -530,7 +542,7 @@ func (g *gen) parseL2(v4, v6 bool) {
 		)
 		g.place(tag)
 		if k == maxTags {
-			g.fallbackHere(FallbackSite{Hook: -1, Reason: fmt.Sprintf("more than %d VLAN tags", maxTags)})
+			g.fallbackHere(FallbackSite{Hook: -1, Reason: VLANStackReason})
 			break
 		}
 		g.emit(
@@ -795,7 +807,18 @@ func (g *gen) exits() {
 			asm.JGT.Reg(asm.R4, asm.R3, lAbort+"_meta"),
 			asm.StoreMem(asm.R2, 0, asm.R7, asm.Word),
 		)
-		g.ret(xdpPass)
+		if g.opts.XSKQueues > 0 {
+			g.note("redirect to this receive queue's AF_XDP socket (XDP_PASS without one)")
+			g.emit(
+				asm.LoadMapPtr(asm.R1, 0).WithReference("xsks"),
+				asm.LoadMem(asm.R2, asm.R6, 16, asm.Word), // rx_queue_index
+				asm.Mov.Imm(asm.R3, xdpPass),
+				asm.FnRedirectMap.Call(),
+				asm.Return(),
+			)
+		} else {
+			g.ret(xdpPass)
+		}
 		g.place(lAbort + "_meta")
 		g.note("no room for metadata: pass without it")
 		g.ret(xdpPass)
@@ -836,7 +859,7 @@ func (g *gen) finish() (*Spec, error) {
 	used := map[string]bool{}
 	for i := range g.insns {
 		ref := g.insns[i].Reference()
-		if ref == "" || ref == "counters" {
+		if ref == "" || ref == "counters" || ref == "xsks" || strings.HasPrefix(ref, "set_") {
 			continue
 		}
 		c, ok := alias[ref]
@@ -864,6 +887,9 @@ func (g *gen) finish() (*Spec, error) {
 		KeySize:    4,
 		ValueSize:  uint32(g.nctr * 8),
 		MaxEntries: 1,
+	}
+	if g.opts.XSKQueues > 0 {
+		g.spec.XSKs = &ebpf.MapSpec{Name: "sluice_xsks", Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: uint32(g.opts.XSKQueues)}
 	}
 	g.spec.owner = g.owner
 	return g.spec, nil

@@ -16,7 +16,11 @@ import (
 type Filter struct {
 	Program  *ebpf.Program
 	Counters *ebpf.Map
-	spec     *Spec
+	// XSKs is the XSKMAP (CompileOptions.XSKQueues): put each queue's
+	// AF_XDP socket at its queue index.
+	XSKs *ebpf.Map
+	spec *Spec
+	sets []*ebpf.Map
 }
 
 // Load creates the counter map and loads the program. When the verifier
@@ -27,11 +31,25 @@ func (s *Spec) Load() (*Filter, error) {
 		Maps:     map[string]*ebpf.MapSpec{"counters": s.Counters.Copy()},
 		Programs: map[string]*ebpf.ProgramSpec{"filter": s.Program.Copy()},
 	}
+	for _, sm := range s.Sets {
+		cs.Maps[sm.Ref] = sm.Map.Copy()
+	}
+	if s.XSKs != nil {
+		cs.Maps["xsks"] = s.XSKs.Copy()
+	}
 	coll, err := ebpf.NewCollection(cs)
 	if err != nil {
 		return nil, s.explain(err)
 	}
-	return &Filter{Program: coll.Programs["filter"], Counters: coll.Maps["counters"], spec: s}, nil
+	f := &Filter{Program: coll.Programs["filter"], Counters: coll.Maps["counters"], spec: s}
+	for _, sm := range s.Sets {
+		f.sets = append(f.sets, coll.Maps[sm.Ref])
+	}
+	if s.XSKs != nil {
+		f.XSKs = coll.Maps["xsks"]
+		f.sets = append(f.sets, f.XSKs)
+	}
+	return f, nil
 }
 
 var insnLine = regexp.MustCompile(`(?m)^(\d+): \(`)
@@ -87,5 +105,9 @@ func (f *Filter) ReadCounters() ([]uint64, error) {
 
 // Close releases the program and the map.
 func (f *Filter) Close() error {
-	return errors.Join(f.Program.Close(), f.Counters.Close())
+	errs := []error{f.Program.Close(), f.Counters.Close()}
+	for _, m := range f.sets {
+		errs = append(errs, m.Close())
+	}
+	return errors.Join(errs...)
 }

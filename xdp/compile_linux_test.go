@@ -261,19 +261,34 @@ func parse4(t testing.TB, text string) *rules.Ruleset {
 }
 
 // exampleSubset is the built-in example without the rules that fall
-// back (sets, string, bpf, hashlimit, limit, recent).
+// back (string, bpf, hashlimit, limit, recent); its sets (the 120k-prefix
+// blocklist among them) run in XDP.
 func exampleSubset(t testing.TB) *rules.Ruleset {
 	t.Helper()
 	lines := strings.Split(string(examples.Rules4), "\n")
 	var keep []string
 	for _, l := range lines {
-		if strings.Contains(l, "-m set") || strings.Contains(l, "-m string") || strings.Contains(l, "-m bpf") ||
+		if strings.Contains(l, "-m string") || strings.Contains(l, "-m bpf") ||
 			strings.Contains(l, "limit") || strings.Contains(l, "-m recent") {
 			continue
 		}
 		keep = append(keep, l)
 	}
-	return parse4(t, strings.Join(keep, "\n"))
+	rs, err := rules.Parse(strings.NewReader(strings.Join(keep, "\n")), rules.Options{Family: packet.FamilyIPv4, File: t.Name(), Sets: exampleSets(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// exampleSets parses the built-in example's sets.
+func exampleSets(t testing.TB) *ipset.Registry {
+	t.Helper()
+	reg, err := ipset.Parse(examples.SetsName, bytes.NewReader(examples.Sets), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
 }
 
 func TestCompileDiffExample(t *testing.T) {
@@ -281,6 +296,12 @@ func TestCompileDiffExample(t *testing.T) {
 	rs := exampleSubset(t)
 	spec := diff(t, rs, CompileOptions{InIface: "eth0"}, exampleFrames(t), inputSites...)
 	t.Logf("example subset: %d instructions", spec.Instructions())
+	if len(spec.Sets) != 4 {
+		t.Fatalf("%d sets in XDP, want 4", len(spec.Sets))
+	}
+	for _, sm := range spec.Sets {
+		t.Logf("set %s (%s): %d entries", sm.Name, sm.Type, len(sm.Map.Contents))
+	}
 }
 
 // synthRules exercises jumps, gotos, returns, inversions, every match
@@ -517,15 +538,16 @@ func TestCompileFallbackSites(t *testing.T) {
 			t.Fatalf("counter %d moved before the fallback site", i)
 		}
 	}
-	// A frame from elsewhere goes on to the blocklist set in BLOCK, a
-	// site with BLOCK's return point pending.
+	// A frame from elsewhere passes the sets of BLOCK in XDP and goes on
+	// to the bpf match in UDP_IN, a site with UDP_IN's return point
+	// pending.
 	fr = packet.BuildIPv4(netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("192.168.1.1"), packet.ProtoUDP, packet.BuildUDP(1, 53, nil))
 	ro = &ebpf.RunOptions{Data: fr, DataOut: out}
 	if _, err := f.Program.Run(ro); err != nil {
 		t.Fatal(err)
 	}
 	site = spec.Fallback[int(ro.DataOut[0])]
-	if site.Chain != "BLOCK" || len(site.Stack) != 1 || !strings.Contains(site.Stack[0].Text, "-j BLOCK") {
+	if site.Chain != "UDP_IN" || len(site.Stack) != 1 || !strings.Contains(site.Stack[0].Text, "-j UDP_IN") || !strings.Contains(site.Rule.Text, "-m bpf") {
 		t.Fatalf("site %+v", site)
 	}
 }

@@ -145,9 +145,19 @@ func (g *gen) reachesInput() {
 		asm.JLE.Imm(asm.R3, 239, no),
 	)
 	g.place(g.labelFor("srcUni"))
+	notBrd := g.labelFor("notBrd")
 	g.emit(
 		asm.JEq.Imm32(asm.R1, -1, no),
-		asm.JEq.Imm32(asm.R2, -1, opts),
+		asm.JNE.Imm32(asm.R2, -1, notBrd),
+		// Limited broadcast (brd_input): a zero source is accepted as
+		// is; a loopback or local one is a martian.
+		asm.JEq.Imm(asm.R1, 0, opts),
+		asm.JEq.Imm(asm.R3, 127, no),
+	)
+	isLocal(asm.R1, no)
+	g.ja(opts)
+	g.place(notBrd)
+	g.emit(
 		asm.JEq.Imm(asm.R1, 0, no),
 		asm.JEq.Imm(asm.R2, 0, no),
 		asm.JEq.Imm(asm.R3, 127, no),
@@ -532,7 +542,10 @@ func (g *gen) match(m rules.Match, fail string) string {
 	case *rules.Recent:
 		return "recent keeps its address lists in userspace"
 	case *rules.Set:
-		return "ipset sets are not compiled to BPF maps yet"
+		if reason := setReason(m); reason != "" {
+			return reason
+		}
+		g.setMatch(m, fail)
 	default:
 		return "match " + m.Name() + " is not compiled"
 	}

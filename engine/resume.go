@@ -1,0 +1,212 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/sluice-project/sluice/packet"
+	"github.com/sluice-project/sluice/rules"
+)
+
+// ResumeSite is a point in the ingress traversal where another evaluator
+// (the XDP program, xdp.Spec.Fallback) stopped and the engine goes on:
+// resolved against one Program by Program.ResumeSite.
+type ResumeSite struct {
+	pr    *Program
+	fam   packet.Family
+	whole bool  // start from the beginning: ProcessFrom is Process
+	hook  int   // ingress hook (rules.IngressHooks)
+	route bool  // hook 2 from its start: routing decision and reassembly first
+	chain int32 // chain index of the rule to resume at
+	rule  int32 // rule index to resume at
+	stack []stackEntry
+}
+
+// ResumeSiteSpec names a resume point: in ingress hook Hook (an index
+// into rules.IngressHooks; -1 for the whole packet), at Rule of Table's
+// Chain with the return points of the jump rules in Stack pending
+// (outermost first). Rule nil resumes at the start of the hook, for hook
+// 2 with the routing decision and reassembly that come before INPUT.
+type ResumeSiteSpec struct {
+	Family packet.Family
+	Hook   int
+	Table  string
+	Chain  string
+	Rule   *rules.Rule
+	Stack  []*rules.Rule
+}
+
+// ResumeSite resolves s against pr.
+func (pr *Program) ResumeSite(s ResumeSiteSpec) (ResumeSite, error) {
+	rs := ResumeSite{pr: pr, fam: s.Family, hook: s.Hook}
+	if s.Hook < 0 {
+		rs.whole = true
+		return rs, nil
+	}
+	fp := pr.fam[s.Family]
+	if fp == nil {
+		return rs, fmt.Errorf("resume site: no %s ruleset", s.Family)
+	}
+	if s.Hook >= len(fp.hooks) {
+		return rs, fmt.Errorf("resume site: hook %d out of range", s.Hook)
+	}
+	if s.Rule == nil {
+		if s.Hook != 2 && len(s.Stack) > 0 {
+			return rs, fmt.Errorf("resume site: a stack without a rule")
+		}
+		rs.route = s.Hook == 2
+		rs.rule = -1
+		return rs, nil
+	}
+	find := func(r *rules.Rule) (chain, idx int32, err error) {
+		for ci := range fp.chains {
+			c := &fp.chains[ci]
+			for i := c.start; i < c.end; i++ {
+				if fp.rules[i].src == r {
+					return int32(ci), i, nil
+				}
+			}
+		}
+		return 0, 0, fmt.Errorf("resume site: rule at line %d is not in the program", r.Line)
+	}
+	var err error
+	if rs.chain, rs.rule, err = find(s.Rule); err != nil {
+		return rs, err
+	}
+	if c := &fp.chains[rs.chain]; c.name != s.Chain || (s.Table != "" && c.table != s.Table) {
+		return rs, fmt.Errorf("resume site: rule at line %d is in %s %s, not %s %s", s.Rule.Line, c.table, c.name, s.Table, s.Chain)
+	}
+	for _, j := range s.Stack {
+		ci, i, err := find(j)
+		if err != nil {
+			return rs, err
+		}
+		if k := fp.rules[i].kind; k != tJump {
+			return rs, fmt.Errorf("resume site: stack rule at line %d is not a -j to a user chain", j.Line)
+		}
+		rs.stack = append(rs.stack, stackEntry{ret: i + 1, chain: ci})
+	}
+	if len(rs.stack)+1 > len(fp.chains)+1 {
+		return rs, fmt.Errorf("resume site: stack deeper than the chains")
+	}
+	return rs, nil
+}
+
+// ProcessFrom finishes the traversal of a packet that another evaluator
+// took as far as site: the hooks before site.Hook, and the rules before
+// the site's rule in the chains on its way, have been evaluated and
+// counted there; the engine counts the packet, its verdict and every rule
+// and policy from the site on, exactly as Process would have counted
+// them for the same traversal. p is the decoded frame.
+func (w *Worker) ProcessFrom(p *packet.Packet, now int64, site ResumeSite) Verdict {
+	if site.whole || site.pr != w.pr || p.Family != site.fam || p.Malformed != packet.MalformedNone {
+		// Nothing ran before (or the site is not this program's, or
+		// the frame is not what the evaluator saw): the whole packet.
+		return w.Process(p, now)
+	}
+	w.packets.Add(1)
+	v := w.processFrom(p, now, &site)
+	w.verdicts[v].Add(1)
+	return v
+}
+
+func (w *Worker) processFrom(p *packet.Packet, now int64, site *ResumeSite) Verdict {
+	w.lastRule, w.lastFam = -1, p.Family
+	fp := w.pr.fam[p.Family]
+	if p.Family == packet.FamilyIPv4 {
+		w.src4, w.dst4 = addr4(p.Src), addr4(p.Dst)
+	} else {
+		w.src6, w.dst6 = addr6(p.Src), addr6(p.Dst)
+	}
+	j := w.pr.clock.Jiffies(now)
+	w.now = now
+	for h := site.hook; h < len(fp.hooks); h++ {
+		first := h == site.hook && site.rule >= 0
+		if h == 2 && (h > site.hook || site.route) {
+			if !w.pr.reachesInput(p) {
+				return Accept
+			}
+			if p.Family == packet.FamilyIPv4 && p.IsFragment {
+				if !w.reasm.add(p, now, &w.dgram) {
+					return Accept
+				}
+				p = &w.dgram
+			}
+		}
+		ci := fp.hooks[h]
+		if ci < 0 {
+			continue
+		}
+		var res targetKind
+		if first {
+			res = w.runChainFrom(fp, ci, site.chain, site.rule, site.stack, p, j)
+		} else {
+			res = w.runChain(fp, ci, p, j)
+		}
+		switch res {
+		case tDrop:
+			return Drop
+		case resHotdropVerdict:
+			return Hotdrop
+		}
+	}
+	return Accept
+}
+
+// runChainFrom is runChain entered at rule i of chain cur with the
+// return points of stack pending.
+func (w *Worker) runChainFrom(fp *familyProgram, entry, cur, i int32, stack []stackEntry, p *packet.Packet, j uint64) targetKind {
+	ctr := w.ctr[p.Family]
+	sp := copy(w.stack, stack)
+	l3len := uint64(p.Len)
+	for {
+		c := &fp.chains[cur]
+		if i >= c.end {
+			if c.builtin {
+				return w.policy(ctr, c, l3len)
+			}
+			if sp == 0 {
+				return w.policy(ctr, &fp.chains[entry], l3len)
+			}
+			sp--
+			i, cur = w.stack[sp].ret, w.stack[sp].chain
+			continue
+		}
+		r := &fp.rules[i]
+		switch w.match(r, p, j) {
+		case resNo:
+			i++
+			continue
+		case resHotdrop:
+			return resHotdropVerdict
+		}
+		ctr[r.ctr].Add(1)
+		ctr[r.ctr+1].Add(l3len)
+		switch r.kind {
+		case tContinue:
+			if r.log && w.logSink != nil {
+				w.log(r, p, w.now)
+			}
+			i++
+		case tAccept:
+			w.lastRule = i
+			return tAccept
+		case tDrop:
+			w.lastRule = i
+			return tDrop
+		case tReturn:
+			if sp == 0 {
+				return w.policy(ctr, &fp.chains[entry], l3len)
+			}
+			sp--
+			i, cur = w.stack[sp].ret, w.stack[sp].chain
+		case tJump:
+			w.stack[sp] = stackEntry{ret: i + 1, chain: cur}
+			sp++
+			cur = r.jump
+			i = fp.chains[cur].start
+		case tGoto:
+			cur = r.jump
+			i = fp.chains[cur].start
+		}
+	}
+}
