@@ -142,7 +142,7 @@ func (w *Worker) evalOp(o *op, p *packet.Packet, j uint64) uint8 {
 		if inRange(p.SrcPort, o.r0) == o.inv || inRange(p.DstPort, o.r1) == o.inv3 {
 			return resNo
 		}
-		if o.has2 && ((p.L3[p.L4Off+13]&o.b0) == o.b1) == o.inv2 {
+		if o.has2 && ((p.TCPFlags&o.b0) == o.b1) == o.inv2 {
 			return resNo
 		}
 		if o.has3 {
