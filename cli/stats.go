@@ -1,11 +1,16 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/sluice-project/sluice/daemon"
 )
@@ -18,12 +23,16 @@ func runStats(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("stats", "stats --control PATH [--json]", stderr)
 	control := fs.String("control", "", "the daemon's control socket (sluice run --control)")
 	asJSON := fs.Bool("json", false, "print the daemon's JSON as is")
+	watch := fs.Bool("watch", false, "refresh every second until interrupted, with per-second rates")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *control == "" {
 		fs.Usage()
 		return &exitError{code: 2, err: errors.New("--control is required")}
+	}
+	if *watch {
+		return watchStats(*control, stdout)
 	}
 	st, err := daemon.ReadControl(*control)
 	if err != nil {
@@ -36,6 +45,38 @@ func runStats(args []string, stdout, stderr io.Writer) error {
 	}
 	writeStats(stdout, st)
 	return nil
+}
+
+// watchStats redraws the counters once a second, with the rates since
+// the previous sample, until interrupted.
+func watchStats(control string, w io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var prev *daemon.Stats
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		st, err := daemon.ReadControl(control)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(w, "\x1b[H\x1b[2J") // home, clear
+		if prev != nil {
+			secs := float64(st.UptimeNs-prev.UptimeNs) / 1e9
+			if secs > 0 {
+				a, b := st.Totals(), prev.Totals()
+				fmt.Fprintf(w, "rates: rx %.0f/s, dropped %.0f/s, re-injected %.0f/s\n\n",
+					float64(a.RX-b.RX)/secs, float64(a.Dropped-b.Dropped)/secs, float64(a.Reinjected-b.Reinjected)/secs)
+			}
+		}
+		writeStats(w, st)
+		prev = st
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 func writeStats(w io.Writer, st *daemon.Stats) {
@@ -54,14 +95,6 @@ func writeStats(w io.Writer, st *daemon.Stats) {
 	tw.Flush()
 	if st.Report != nil {
 		fmt.Fprintln(w)
-		for _, t := range st.Report.Tables {
-			for _, c := range t.Chains {
-				for _, r := range c.Rules {
-					if r.Packets > 0 {
-						fmt.Fprintf(w, "%s %s %s: %d packets, %d bytes: %s\n", t.Family, t.Table, c.Name, r.Packets, r.Bytes, r.Text)
-					}
-				}
-			}
-		}
+		printReport(w, st.Report)
 	}
 }
