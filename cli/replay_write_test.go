@@ -46,3 +46,27 @@ func TestReplayWritesVerdicts(t *testing.T) {
 			a, rep.Accepted, d, rep.Dropped, rep.Malformed)
 	}
 }
+
+// A damaged capture is processed up to the damage, the counters are
+// printed, and the damage is reported with a non-zero exit.
+func TestReplayTruncatedCapture(t *testing.T) {
+	// Cut a real capture in the middle of a record.
+	var out, errb bytes.Buffer
+	path := filepath.Join(t.TempDir(), "a.pcap")
+	if code := Main([]string{"replay", "--write-accepted", path}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	data := readFileForTest(t, path)
+	cut := filepath.Join(t.TempDir(), "cut.pcap")
+	writeFileForTest(t, cut, data[:len(data)/2+7])
+	out.Reset()
+	errb.Reset()
+	code := Main([]string{"replay", "--rules", "../examples/antiddos.rules", "--sets", "../examples/antiddos.ipset", "--json", cut}, &out, &errb)
+	if code == 0 || !bytes.Contains(errb.Bytes(), []byte("capture damaged after")) {
+		t.Fatalf("exit %d, stderr %q: want the damage reported", code, errb.String())
+	}
+	var rep struct{ Packets int }
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Packets == 0 {
+		t.Fatalf("no counters for the frames before the damage: %v %q", err, out.String())
+	}
+}

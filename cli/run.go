@@ -21,20 +21,19 @@ import (
 	"github.com/sluice-project/sluice/daemon"
 	"github.com/sluice-project/sluice/engine"
 	"github.com/sluice-project/sluice/metrics"
-	"github.com/sluice-project/sluice/report"
 	"github.com/sluice-project/sluice/tap"
 )
 
 func init() {
-	register(command{name: "run", summary: "filter an interface live (AF_XDP, re-injecting through a TAP)", run: runRun})
+	register(command{name: "run", summary: "filter an interface live (XDP, with AF_XDP and a TAP for what XDP cannot judge)", run: runRun})
 }
 
 func runRun(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", "run --iface IF [--mode afxdp|xdp|auto] [--queues all|0,3] [--tap sluice0] [--rules F] [--rules6 F] [--sets F] [--control PATH]", stderr)
+	fs := newFlagSet("run", "run --iface IF [--mode auto|xdp|afxdp] [--queues all|0,3] [--tap sluice0] [--rules F] [--rules6 F] [--sets F] [--control PATH]", stderr)
 	var rf ruleFlags
 	rf.register(fs)
 	iface := fs.String("iface", "", "interface to filter (required)")
-	mode := fs.String("mode", "afxdp", "afxdp (userspace tier), xdp (ruleset compiled to one XDP program; refused when it has fallback sites), auto (xdp when the ruleset has no fallback sites, else afxdp)")
+	mode := fs.String("mode", "auto", "auto (the ruleset compiled to one XDP program; frames reaching a rule it cannot evaluate go to AF_XDP and the userspace engine resumes at that rule), xdp (the compiled program alone; refused when the ruleset has fallback sites), afxdp (every IP frame judged in userspace)")
 	queues := fs.String("queues", "all", "receive queues to serve: all, or a comma-separated list")
 	tapName := fs.String("tap", tap.DefaultName, "TAP device accepted frames are re-injected through")
 	control := fs.String("control", "", "control socket serving the counters (default /run/sluice/IFACE.sock)")
@@ -86,10 +85,14 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		case err == nil:
 			return serveXDP(xd, *control, *metricsAddr, logger)
 		case *mode == "auto" && errors.Is(err, daemon.ErrFallbackSites):
-			logger.Info("--mode auto: the ruleset needs the userspace tier, running afxdp", "reason", err.Error())
+			logger.Info("--mode auto: the ruleset has fallback sites: XDP judges what it can, AF_XDP and the userspace engine resume the rest at their site", "reason", err.Error())
 		default:
 			return err
 		}
+	}
+	var xdpTier *daemon.XDPConfig
+	if *mode == "auto" {
+		xdpTier = &daemon.XDPConfig{Iface: *iface, InIface: rf.iface, Rules4: ps.r4, Rules6: ps.r6, LocalAddrs: l.localAddrs}
 	}
 	// reload re-reads the files it was started with and compiles them
 	// against the running state, so rate-limit state carries over.
@@ -105,10 +108,14 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if *copyMode {
 		sc.Mode = afxdp.ModeCopy
 	}
+	if xdpTier != nil {
+		reload = nil // Daemon.Reload refuses clearly in the combined tier
+	}
 	d, err := daemon.Start(daemon.Config{Iface: *iface, Queues: qs, TAP: *tapName, Program: pr, LockDir: *lockDir, Socket: sc,
 		Logf:    func(format string, a ...any) { logger.Info(fmt.Sprintf(format, a...)) },
 		Reload:  reload,
 		LogSink: func(level int, line []byte) { logger.Warn("LOG", "level", level, "line", string(line)) },
+		XDP:     xdpTier,
 	})
 	if err != nil {
 		return err
@@ -151,7 +158,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 func metricsMux(d *daemon.Daemon, st *engine.State) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metrics.Handler(metrics.Sources{
-		Report: func() *report.Report { return d.Program().Report(d.Workers()...) },
+		Report: d.Report,
 		Queues: func() []metrics.QueueStats {
 			s := d.Stats()
 			var out []metrics.QueueStats
