@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/engine/hashlimit"
 	"github.com/sluice-project/sluice/engine/ipset"
 	"github.com/sluice-project/sluice/engine/jiffies"
 	"github.com/sluice-project/sluice/examples"
@@ -22,6 +23,7 @@ type ruleFlags struct {
 	hz                   uint64
 	iface                string
 	local                string
+	hlFull               string
 }
 
 func (rf *ruleFlags) register(fs *flag.FlagSet) {
@@ -30,6 +32,7 @@ func (rf *ruleFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&rf.sets, "sets", "", "ipset sets in `ipset save` format")
 	fs.Uint64Var(&rf.hz, "hz", 0, "kernel tick rate for limit/hashlimit/recent (default: this kernel's CONFIG_HZ, else 250)")
 	fs.StringVar(&rf.iface, "iface-name", "eth0", "input interface name that -i compares against")
+	fs.StringVar(&rf.hlFull, "hashlimit-full", "drop", "when a hashlimit table is full: drop (the kernel's behaviour: new sources are dropped) or evict-oldest (keeps new legitimate sources working under a spoofed flood)")
 	fs.StringVar(&rf.local, "local-addrs", "", "comma-separated addresses of this host (IPv4 sources claiming one are martians and never reach INPUT)")
 }
 
@@ -41,6 +44,7 @@ type loaded struct {
 	hz                    uint64
 	iface                 string
 	localAddrs            []netip.Addr
+	hlFull                hashlimit.FullPolicy
 	builtin               bool
 }
 
@@ -54,6 +58,14 @@ type parsed struct {
 // load reads the rule files, or the embedded example when none is given.
 func (rf *ruleFlags) load() (*loaded, error) {
 	l := &loaded{hz: rf.hz, iface: rf.iface, name4: rf.rules4, name6: rf.rules6, setsNam: rf.sets}
+	switch rf.hlFull {
+	case "", "drop":
+		l.hlFull = hashlimit.FullDrop
+	case "evict-oldest":
+		l.hlFull = hashlimit.FullEvictOldest
+	default:
+		return nil, fmt.Errorf("--hashlimit-full %q: use drop or evict-oldest", rf.hlFull)
+	}
 	if l.hz == 0 {
 		if hz, err := jiffies.DetectHZ(); err == nil {
 			l.hz = hz
@@ -117,6 +129,7 @@ func (l *loaded) parseWith(st *engine.State, now int64) (*parsed, error) {
 	}
 	if st == nil {
 		st = engine.NewState(ps.sets, l.hz)
+		st.SetHashlimitFullPolicy(l.hlFull)
 	} else {
 		st.ReplaceSets(ps.sets)
 	}

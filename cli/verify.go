@@ -46,6 +46,9 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	if _, err := l.parse(0); err != nil {
 		return err // a bad rules or sets file, before anything is set up
 	}
+	if rf.hlFull == "evict-oldest" {
+		return &exitError{code: 2, err: fmt.Errorf("--hashlimit-full evict-oldest is a sluice option the kernel does not have; verify compares with the kernel's drop")}
+	}
 	frames, err := readFrames(l, files)
 	if err != nil {
 		return err
