@@ -207,6 +207,30 @@ func (s *Socket) Frame(d Desc) []byte {
 	return s.umem[d.Addr:end:end]
 }
 
+// Meta returns the n bytes in front of a received frame, aliasing the
+// UMEM (valid until the frame is recycled), or nil when the frame's
+// chunk has fewer than n bytes of headroom.
+//
+// This is where the kernel leaves the XDP metadata area
+// (bpf_xdp_adjust_meta) of a frame redirected to the socket: the
+// descriptor's address points at the packet data, and the metalen bytes
+// just before it are the metadata. In copy mode __xsk_rcv copies
+// data_meta..data_end to xsk_buff->data - metalen (net/xdp/xsk.c); in
+// zero-copy mode the program ran on the UMEM chunk itself, so data_meta
+// already lies there. Either way the packet data starts
+// XDP_PACKET_HEADROOM (256) bytes into the chunk, and the metadata (at
+// most 32 bytes) fits in that headroom. The descriptor does not carry
+// metalen: the caller must know what its XDP program wrote, and the
+// bytes are stale (whatever the chunk held before) for a frame the
+// program redirected without metadata.
+func (s *Socket) Meta(d Desc, n int) []byte {
+	base := d.Addr & s.frameMask
+	if n < 0 || d.Addr-base < uint64(n) || d.Addr > uint64(len(s.umem)) {
+		return nil
+	}
+	return s.umem[d.Addr-uint64(n) : d.Addr : d.Addr]
+}
+
 // Recycle returns received frames to the fill ring (or, when it is
 // full, to the free list) and wakes the kernel if it asked for it.
 func (s *Socket) Recycle(descs []Desc) {

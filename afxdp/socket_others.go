@@ -28,6 +28,7 @@ func (s *Socket) ZeroCopy() bool                        { return false }
 func (s *Socket) Queue() int                            { return 0 }
 func (s *Socket) Receive(descs []Desc) int              { return 0 }
 func (s *Socket) Frame(d Desc) []byte                   { return nil }
+func (s *Socket) Meta(d Desc, n int) []byte             { return nil }
 func (s *Socket) Recycle(descs []Desc)                  {}
 func (s *Socket) Poll(timeout time.Duration) bool       { return false }
 func (s *Socket) Transmit(frames [][]byte) (int, error) { return 0, ErrUnsupported }

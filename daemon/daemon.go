@@ -9,6 +9,17 @@
 // frame to the fill ring. Nothing is allocated per packet. Counters are
 // atomics read at scrape time (Stats).
 //
+// The combined tier (Config.XDP, sluice run --mode auto) attaches the
+// ruleset compiled to XDP (package xdp) instead of the redirect program:
+// the kernel judges every frame the program can, and a frame reaching a
+// fallback site (a match XDP cannot evaluate) is redirected to its
+// queue's socket with the site number as its 4-byte XDP metadata, which
+// the kernel leaves just before the frame in the UMEM chunk in copy and
+// zero-copy mode alike (afxdp.Socket.Meta). The queue's worker resumes
+// the traversal at that site (engine.Worker.ProcessFrom), so rules
+// before it are counted by the program, rules from it on by the worker,
+// and the report (Daemon.Report) is the sum.
+//
 // Fail open: the XDP program is attached through a bpf_link owned by the
 // process, so if the daemon dies the kernel detaches it and the interface
 // behaves as without sluice; the TAP is non-persistent and disappears with
@@ -47,6 +58,12 @@ type QueueStats struct {
 	Reinjected uint64 `json:"reinjected"`
 	TAPErrors  uint64 `json:"tap_errors"`
 	Batches    uint64 `json:"batches"`
+	// Resumed counts, in the combined tier (--mode auto), the frames the
+	// compiled XDP program handed over at a fallback site, resumed there;
+	// NoSite those that came without a valid site (judged whole; none is
+	// expected).
+	Resumed uint64 `json:"resumed,omitempty"`
+	NoSite  uint64 `json:"no_site,omitempty"`
 	// RingFull and FillEmpty come from the socket's XDP_STATISTICS:
 	// frames the kernel dropped because the RX ring was full, and times
 	// it found no frame in the fill ring.
@@ -84,6 +101,8 @@ func (s *Stats) Totals() QueueStats {
 		t.Reinjected += q.Reinjected
 		t.TAPErrors += q.TAPErrors
 		t.Batches += q.Batches
+		t.Resumed += q.Resumed
+		t.NoSite += q.NoSite
 		t.RingFull += q.RingFull
 		t.FillEmpty += q.FillEmpty
 		t.XSK.RxDropped += q.XSK.RxDropped

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"github.com/sluice-project/sluice/afxdp"
 	"github.com/sluice-project/sluice/engine"
 	"github.com/sluice-project/sluice/packet"
+	"github.com/sluice-project/sluice/report"
 	"github.com/sluice-project/sluice/tap"
 	"github.com/sluice-project/sluice/xdp"
 )
@@ -50,6 +52,18 @@ type Config struct {
 	Reload func() (*engine.Program, error)
 	// LogSink, when set, receives LOG and NFLOG target lines.
 	LogSink engine.LogSink
+	// XDP, when set, makes this the combined tier (sluice run --mode
+	// auto): instead of the redirect program, Start attaches the rulesets
+	// compiled to one XDP program (package xdp) with an XSKMAP holding
+	// the queues' sockets. The program judges every frame it can in the
+	// kernel; a frame reaching a fallback site is redirected to its
+	// queue's socket with the site in the XDP metadata, and the queue's
+	// worker resumes the traversal exactly there (engine
+	// Worker.ProcessFrom), so every frame is evaluated once and every
+	// rule counted once. Program must be compiled from the same
+	// rulesets (InIface, LocalAddrs alike). Only Iface, InIface, Rules4,
+	// Rules6 and LocalAddrs are used. Reload is refused in this mode.
+	XDP *XDPConfig
 }
 
 // Daemon is a running userspace tier on one interface.
@@ -75,6 +89,12 @@ type Daemon struct {
 	reloadOK, reloadFailed atomic.Uint64
 	capture                atomic.Pointer[captureSession]
 	captureMu              sync.Mutex
+
+	// The combined tier (Config.XDP): the compiled program, its
+	// counters, and the resume point of each of its fallback sites.
+	spec   *xdp.Spec
+	filter *xdp.Filter
+	sites  []engine.ResumeSite
 }
 
 type queue struct {
@@ -88,6 +108,9 @@ type queue struct {
 	dec packet.Decoder
 
 	rx, accepted, dropped, malformed, reinjected, tapErrors, batches atomic.Uint64
+	// resumed and noSite count, in the combined tier, the frames that
+	// came with a valid fallback site and those that did not.
+	resumed, noSite atomic.Uint64
 }
 
 // Start sets everything up and starts one worker per queue. It must run
@@ -141,8 +164,26 @@ func Start(cfg Config) (_ *Daemon, err error) {
 	if d.tap, err = tap.Create(tap.Config{Name: cfg.TAP, Like: cfg.Iface}); err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
-	if d.red, err = xdp.NewRedirect(xdp.RedirectOptions{Queues: maxQ + 1, Fallback: xdp.ActionPass}); err != nil {
-		return nil, fmt.Errorf("daemon: %w", err)
+	// setSocket puts a queue's socket in the attached program's XSKMAP.
+	var setSocket func(q, fd int) error
+	if cfg.XDP != nil {
+		xc := *cfg.XDP
+		xc.Iface = cfg.Iface
+		if d.spec, _, err = compileXDP(xc, maxQ+1); err != nil {
+			return nil, err
+		}
+		if d.sites, err = d.spec.ResumeSites(cfg.Program); err != nil {
+			return nil, fmt.Errorf("daemon: the engine program does not match the XDP program: %w", err)
+		}
+		if d.filter, err = d.spec.Load(); err != nil {
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		setSocket = func(q, fd int) error { return d.filter.XSKs.Put(uint32(q), uint32(fd)) }
+	} else {
+		if d.red, err = xdp.NewRedirect(xdp.RedirectOptions{Queues: maxQ + 1, Fallback: xdp.ActionPass}); err != nil {
+			return nil, fmt.Errorf("daemon: %w", err)
+		}
+		setSocket = d.red.SetSocket
 	}
 	for _, id := range queues {
 		sc := cfg.Socket
@@ -155,18 +196,27 @@ func Start(cfg Config) (_ *Daemon, err error) {
 			dec: packet.Decoder{Link: packet.LinkEthernet, LocalMAC: [6]byte(ifc.HardwareAddr), HasLocalMAC: true}}
 		q.w.Store(d.newWorker(cfg.Program))
 		d.queues = append(d.queues, q)
-		if err := d.red.SetSocket(id, sock.FD()); err != nil {
-			return nil, fmt.Errorf("daemon: %w", err)
+		if err := setSocket(id, sock.FD()); err != nil {
+			return nil, fmt.Errorf("daemon: queue %d: XSKMAP: %w", id, err)
 		}
 	}
-	d.link, d.mode, err = d.red.Attach(d.ifindex)
+	if d.filter != nil {
+		d.link, d.mode, err = attachXDP(d.filter, d.ifindex)
+	} else {
+		d.link, d.mode, err = d.red.Attach(d.ifindex)
+	}
 	if err != nil {
 		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("daemon: %s already has an XDP program attached (another sluice daemon, or another XDP user): %w", cfg.Iface, err)
 		}
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
-	d.logf("sluice: %s: XDP attached in %s mode, %d queue(s) %v, re-injecting through %s", cfg.Iface, d.mode, len(queues), queues, d.tap.Name())
+	if d.filter != nil {
+		d.logf("sluice: %s: compiled XDP filter attached in %s mode (%d instructions, %d fallback site(s) resumed in userspace), %d queue(s) %v, re-injecting through %s",
+			cfg.Iface, d.mode, d.spec.Instructions(), len(d.spec.Fallback), len(queues), queues, d.tap.Name())
+	} else {
+		d.logf("sluice: %s: XDP attached in %s mode, %d queue(s) %v, re-injecting through %s", cfg.Iface, d.mode, len(queues), queues, d.tap.Name())
+	}
 	for _, q := range d.queues {
 		d.wg.Add(1)
 		go func() {
@@ -232,18 +282,55 @@ func (q *queue) run(stop *atomic.Bool, batch int) {
 		}
 		now := Monotonic()
 		for i := range descs[:n] {
-			q.handle(w, q.sock.Frame(descs[i]), now, &p)
+			q.handle(w, q.sock.Frame(descs[i]), q.site(descs[i]), now, &p)
 		}
 		q.rx.Add(uint64(n))
 		q.sock.Recycle(descs[:n])
 	}
 }
 
-// handle judges one frame and re-injects it if the kernel's rules would
-// let it through. It does not allocate.
-func (q *queue) handle(w *engine.Worker, frame []byte, now int64, p *packet.Packet) {
+// noSite is what site leaves in the metadata bytes it has read: not a
+// site of any program.
+const noSite = 0xffffffff
+
+// site returns the resume point of a frame the compiled program handed
+// over (Config.XDP), or nil: the whole traversal (the redirect program's
+// frames). The program redirects a frame to the socket only from its
+// fallback tail, after writing the site as the 4-byte metadata, which
+// the kernel leaves just before the frame in the UMEM chunk (see
+// afxdp.Socket.Meta). The bytes are overwritten once read, so a frame
+// that somehow came without metadata finds noSite, not the site of the
+// chunk's previous frame, and is judged whole.
+func (q *queue) site(d afxdp.Desc) *engine.ResumeSite {
+	sites := q.d.sites
+	if sites == nil {
+		return nil
+	}
+	meta := q.sock.Meta(d, 4)
+	s, ok := xdp.SiteFromMeta(meta)
+	if !ok {
+		return nil
+	}
+	binary.LittleEndian.PutUint32(meta, noSite)
+	if s < 0 || s >= len(sites) {
+		q.noSite.Add(1)
+		return nil
+	}
+	q.resumed.Add(1)
+	return &sites[s]
+}
+
+// handle judges one frame (from site when not nil: the compiled
+// program evaluated it up to there) and re-injects it if the kernel's
+// rules would let it through. It does not allocate.
+func (q *queue) handle(w *engine.Worker, frame []byte, site *engine.ResumeSite, now int64, p *packet.Packet) {
 	q.dec.Decode(frame, p)
-	v := w.Process(p, now)
+	var v engine.Verdict
+	if site != nil {
+		v = w.ProcessFrom(p, now, *site)
+	} else {
+		v = w.Process(p, now)
+	}
 	if c := q.d.capture.Load(); c != nil {
 		c.offer(frame, v, w, now)
 	}
@@ -285,23 +372,57 @@ func (d *Daemon) Judged() uint64 {
 // Stats reads every counter now.
 func (d *Daemon) Stats() *Stats {
 	s := &Stats{Iface: d.cfg.Iface, XDPMode: string(d.mode), UptimeNs: int64(time.Since(d.started))}
+	if d.filter != nil {
+		s.XDPMode = "compiled-" + string(d.mode)
+	}
 	if d.tap != nil {
 		s.TAP = d.tap.Name()
 	}
 	for _, q := range d.queues {
 		qs := QueueStats{Queue: q.id, ZeroCopy: q.sock.ZeroCopy(),
 			RX: q.rx.Load(), Accepted: q.accepted.Load(), Dropped: q.dropped.Load(), Malformed: q.malformed.Load(),
-			Reinjected: q.reinjected.Load(), TAPErrors: q.tapErrors.Load(), Batches: q.batches.Load()}
+			Reinjected: q.reinjected.Load(), TAPErrors: q.tapErrors.Load(), Batches: q.batches.Load(),
+			Resumed: q.resumed.Load(), NoSite: q.noSite.Load()}
 		if xs, err := q.sock.Stats(); err == nil {
 			qs.XSK, qs.RingFull, qs.FillEmpty = xs, xs.RxRingFull, xs.RxFillRingEmptyDescs
 		}
 		s.Queues = append(s.Queues, qs)
 	}
 	sort.Slice(s.Queues, func(i, j int) bool { return s.Queues[i].Queue < s.Queues[j].Queue })
-	s.Report = d.live.Load().Report(d.Workers()...)
+	s.Report = d.Report()
 	s.Reloads, s.ReloadFailures = d.reloadOK.Load(), d.reloadFailed.Load()
 	return s
 }
+
+// Report is the report of every frame the daemon judged: the workers'
+// counters and, in the combined tier, the compiled program's added
+// (xdp.AddReport): a frame judged in XDP is counted by the program, one
+// handed over at a fallback site by the program up to the site and by
+// its worker from there, so each rule's counters are what the engine
+// alone would have counted.
+func (d *Daemon) Report() *report.Report {
+	rep := d.live.Load().Report(d.Workers()...)
+	if d.filter != nil {
+		vals, err := d.filter.ReadCounters()
+		if err != nil {
+			vals = nil
+		}
+		xdp.AddReport(rep, d.spec.Report(vals, d.cfg.XDP.Rules4, d.cfg.XDP.Rules6))
+	}
+	return rep
+}
+
+// XDPCounters reads the compiled program's counters (xdp.Stat*), summed
+// over CPUs; nil without Config.XDP.
+func (d *Daemon) XDPCounters() ([]uint64, error) {
+	if d.filter == nil {
+		return nil, nil
+	}
+	return d.filter.ReadCounters()
+}
+
+// XDPSpec is the compiled program's description; nil without Config.XDP.
+func (d *Daemon) XDPSpec() *xdp.Spec { return d.spec }
 
 // Stop detaches the XDP program (traffic goes straight to the kernel
 // again), stops the workers, closes the sockets, deletes the TAP and
@@ -319,6 +440,9 @@ func (d *Daemon) Stop() error {
 		}
 		if d.red != nil {
 			errs = append(errs, d.red.Close())
+		}
+		if d.filter != nil {
+			errs = append(errs, d.filter.Close())
 		}
 		if d.tap != nil {
 			errs = append(errs, d.tap.Close())
@@ -345,7 +469,12 @@ func (d *Daemon) Abandon() {
 	for _, q := range d.queues {
 		q.sock.Close()
 	}
-	d.red.Close()
+	if d.red != nil {
+		d.red.Close()
+	}
+	if d.filter != nil {
+		d.filter.Close()
+	}
 	d.tap.Close()
 	d.lock.Close()
 	d.stopOnce.Do(func() {})
@@ -378,6 +507,12 @@ func (d *Daemon) Program() *engine.Program { return d.live.Load() }
 // Reload re-reads and compiles the ruleset through Config.Reload and swaps
 // it in. On error the running program stays in force.
 func (d *Daemon) Reload() error {
+	if d.filter != nil {
+		d.reloadFailed.Add(1)
+		err := errors.New("daemon: reload is not supported with the compiled XDP tier (--mode auto) yet: restart sluice")
+		d.logf("sluice: reload refused, the running ruleset stays: %v", err)
+		return err
+	}
 	if d.cfg.Reload == nil {
 		return errors.New("daemon: reload is not configured")
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluice-project/sluice/afxdp"
 	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/report"
 )
 
 // Config configures a Daemon (see the Linux version).
@@ -21,6 +22,7 @@ type Config struct {
 	Logf    func(format string, args ...any)
 	Reload  func() (*engine.Program, error)
 	LogSink engine.LogSink
+	XDP     *XDPConfig
 }
 
 // Daemon is the userspace tier; it runs on Linux only.
@@ -30,6 +32,7 @@ type Daemon struct{}
 func Start(cfg Config) (*Daemon, error) { return nil, errors.New("daemon: AF_XDP needs Linux") }
 
 func (d *Daemon) Stats() *Stats             { return &Stats{} }
+func (d *Daemon) Report() *report.Report    { return &report.Report{} }
 func (d *Daemon) Workers() []*engine.Worker { return nil }
 func (d *Daemon) Stop() error               { return nil }
 func (d *Daemon) Abandon()                  {}

@@ -251,6 +251,21 @@ const (
 // machine an unpaced sender starves the worker, and the kernel then drops
 // frames for an empty fill ring (counted as lost, not as dropped by a rule).
 func (tp *topo) flood(t *testing.T, judged func() uint64) (time.Duration, error) {
+	mac := []packet.BuildOpt{packet.WithSrcMAC([6]byte(tp.clMAC)), packet.WithDstMAC([6]byte(tp.svMAC))}
+	frames := make([][]byte, 0, 2*floodEach)
+	for i := range floodEach {
+		udpSrc := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		synSrc := netip.AddrFrom4([4]byte{203, 0, 113, byte(i)})
+		frames = append(frames,
+			packet.BuildIPv4(udpSrc, svAddr, packet.ProtoUDP, packet.BuildUDP(uint16(1024+i%60000), 9999, make([]byte, 18)), mac...),
+			packet.BuildIPv4(synSrc, svAddr, packet.ProtoTCP, packet.BuildTCP(uint16(1024+i%60000), httpPort, packet.TCPSyn, nil), mac...))
+	}
+	return tp.send(frames, judged)
+}
+
+// send writes frames from the client namespace through an AF_PACKET
+// socket on cl0, paced by judged (see flood) when not nil.
+func (tp *topo) send(frames [][]byte, judged func() uint64) (time.Duration, error) {
 	var fd int
 	err := tp.c.Do(func() error {
 		var err error
@@ -268,17 +283,11 @@ func (tp *topo) flood(t *testing.T, judged func() uint64) (time.Duration, error)
 		return 0, err
 	}
 	defer unix.Close(fd)
-	mac := []packet.BuildOpt{packet.WithSrcMAC([6]byte(tp.clMAC)), packet.WithDstMAC([6]byte(tp.svMAC))}
-	frames := make([][]byte, 0, 2*floodEach)
-	for i := range floodEach {
-		udpSrc := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
-		synSrc := netip.AddrFrom4([4]byte{203, 0, 113, byte(i)})
-		frames = append(frames,
-			packet.BuildIPv4(udpSrc, svAddr, packet.ProtoUDP, packet.BuildUDP(uint16(1024+i%60000), 9999, make([]byte, 18)), mac...),
-			packet.BuildIPv4(synSrc, svAddr, packet.ProtoTCP, packet.BuildTCP(uint16(1024+i%60000), httpPort, packet.TCPSyn, nil), mac...))
-	}
 	const window = 1024
-	base := judged()
+	var base uint64
+	if judged != nil {
+		base = judged()
+	}
 	start := time.Now()
 	for i, f := range frames {
 		if judged != nil && i%128 == 0 {
@@ -443,8 +452,8 @@ func TestEndToEnd(t *testing.T) {
 		packet.WithSrcMAC([6]byte(tp.clMAC)), packet.WithDstMAC([6]byte(tp.svMAC)))
 	var p packet.Packet
 	if n := testing.AllocsPerRun(200, func() {
-		q.handle(qw, acc, Monotonic(), &p)
-		q.handle(qw, drop, Monotonic(), &p)
+		q.handle(qw, acc, nil, Monotonic(), &p)
+		q.handle(qw, drop, nil, Monotonic(), &p)
 	}); n != 0 {
 		t.Errorf("%v allocations per accepted+dropped pair", n)
 	}

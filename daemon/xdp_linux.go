@@ -58,7 +58,10 @@ var ErrFallbackSites = errors.New("the ruleset has fallback sites and no userspa
 
 // CompileXDP compiles cfg's rulesets for the interface (its MAC and
 // cfg.InIface baked in). It must run in the interface's namespace.
-func CompileXDP(cfg XDPConfig) (*xdp.Spec, int, error) {
+func CompileXDP(cfg XDPConfig) (*xdp.Spec, int, error) { return compileXDP(cfg, 0) }
+
+// compileXDP is CompileXDP with an XSKMAP of xskQueues entries.
+func compileXDP(cfg XDPConfig, xskQueues int) (*xdp.Spec, int, error) {
 	ifc, err := net.InterfaceByName(cfg.Iface)
 	if err != nil {
 		return nil, 0, fmt.Errorf("daemon: %w", err)
@@ -67,7 +70,7 @@ func CompileXDP(cfg XDPConfig) (*xdp.Spec, int, error) {
 	if in == "" {
 		in = cfg.Iface
 	}
-	opts := xdp.CompileOptions{InIface: in, LocalAddrs: cfg.LocalAddrs}
+	opts := xdp.CompileOptions{InIface: in, LocalAddrs: cfg.LocalAddrs, XSKQueues: xskQueues}
 	if len(ifc.HardwareAddr) == 6 {
 		opts.LocalMAC = ifc.HardwareAddr
 	}
