@@ -86,10 +86,11 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		if err := env.AddAccounting(setup); err != nil {
 			return err
 		}
-		detach, err := runner(setup, env.Topo.Server, env.Topo.ServerIf)
+		att, err := runner(setup, env.Topo.Server, env.Topo.ServerIf)
 		if err != nil {
 			return fmt.Errorf("attach sluice %s: %w", name, err)
 		}
+		detach := att.Stop
 		withSluice, err = v.phase(ctx, env, client, "with sluice ("+name+") in front of the kernel", *sluiceDur, detach)
 		if derr := detach(); derr != nil {
 			err = errors.Join(err, fmt.Errorf("detach sluice: %w", derr))

@@ -196,11 +196,16 @@ func runOnce(ctx context.Context, name string, runner Runner, opts Options) (m M
 		if err := env.AddAccounting(setup); err != nil {
 			return m, err
 		}
-		stop, rerr := runner(setup, env.Topo.Server, env.Topo.ServerIf)
+		att, rerr := runner(setup, env.Topo.Server, env.Topo.ServerIf)
 		if rerr != nil {
 			return m, fmt.Errorf("attach %s: %w", name, rerr)
 		}
-		defer func() { err = errors.Join(err, stop()) }()
+		defer func() { err = errors.Join(err, att.Stop()) }()
+		if att.Dropped != nil {
+			m.DropCounter = "sluice's own drop decisions (rules, hotdrops, malformed)"
+			dropped = att.Dropped
+			break
+		}
 		m.DropCounter = "server veth rx_packets minus packets reaching raw PREROUTING"
 		dropped = func() (uint64, error) {
 			st, err := env.Topo.ServerStats()

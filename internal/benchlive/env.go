@@ -31,10 +31,19 @@ import (
 )
 
 // Runner attaches a sluice live tier to iface inside ns (the server's
-// namespace and veth), filtering with the built-in example ruleset, and
-// returns a function that detaches it. The live tiers are written
-// elsewhere; they plug in through LiveRunners.
-type Runner func(ctx context.Context, ns *testnet.NS, iface string) (stop func() error, err error)
+// namespace and veth), filtering with the built-in example ruleset. The
+// live tiers plug in through LiveRunners.
+type Runner func(ctx context.Context, ns *testnet.NS, iface string) (*Attachment, error)
+
+// Attachment is a running live tier.
+type Attachment struct {
+	// Stop detaches it.
+	Stop func() error
+	// Dropped, when set, reads sluice's own count of frames it decided
+	// to drop (rules, hotdrops, malformed), which the benchmark reports
+	// instead of inferring drops from interface counters.
+	Dropped func() (uint64, error)
+}
 
 // Names of the live tiers in LiveRunners.
 const (
