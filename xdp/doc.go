@@ -23,12 +23,17 @@
 //     value, numbered like engine/program.go's slots, so Spec.Report gives
 //     the report the engine gives for the same packets.
 //
-// What the program cannot evaluate (sets, string, bpf, limit, hashlimit,
-// recent, tcp --tcp-option, IPv6, IPv4 fragments reaching INPUT, which
-// the kernel reassembles first) is a fallback site: the program writes
-// the site's index into the XDP metadata area and returns XDP_PASS, for
-// userspace to resume the traversal there (Spec.Fallback says where,
-// with the jump return points pending). Nothing is approximated.
+// What the program cannot evaluate (sets with timeouts or counters and
+// the set types not compiled, string, bpf, limit, hashlimit, recent, tcp
+// --tcp-option, IPv6, IPv4 fragments reaching INPUT, which the kernel
+// reassembles first) is a fallback site: the program writes the site's
+// index into the XDP metadata area and, compiled with XSKQueues, redirects
+// the frame through its XSKMAP to the AF_XDP socket of its RX queue, where
+// the engine resumes the traversal at the site (Spec.Fallback says where,
+// with the jump return points pending; engine.Worker.ProcessFrom). Without
+// XSKQueues, or when the frame has no room for metadata, it returns
+// XDP_PASS. Nothing is approximated: `sluice run --mode xdp` refuses a
+// ruleset with fallback sites.
 //
 // The differential tests (compile_linux_test.go) run the built-in
 // example's capture and synthetic frames through the loaded program with
