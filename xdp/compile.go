@@ -30,7 +30,9 @@ type CompileOptions struct {
 	// as malformed, as packet.Decoder does with HasLocalMAC.
 	LocalMAC net.HardwareAddr
 	// LocalAddrs are the host's own addresses: an IPv4 source claiming
-	// one is a martian that never reaches INPUT (engine.Config.LocalAddrs).
+	// one is a martian that never reaches INPUT, and the solicited-node
+	// multicast groups of the IPv6 ones are joined, so reach INPUT
+	// (engine.Config.LocalAddrs).
 	LocalAddrs []netip.Addr
 	// XSKQueues, when > 0, gives the program an XSKMAP of that many
 	// entries (Spec.XSKs, Filter.XSKs): a frame reaching a fallback site
@@ -42,6 +44,13 @@ type CompileOptions struct {
 	// the kernel's BPF_COMPLEXITY_LIMIT_INSNS). Inlining user chains per
 	// call site can grow a program; past this, Compile fails.
 	MaxInstructions int
+	// Capture adds the capture block (capture.go) before every verdict
+	// exit, and Spec.Capture: `sluice capture` in the XDP tier.
+	Capture bool
+	// Generation is stamped in the top byte of the fallback metadata
+	// (SiteGenFromMeta) and in capture records, so that a reload can tell
+	// the frames of the program it replaced from the new one's.
+	Generation uint8
 }
 
 // Spec is a compiled ruleset pair: an XDP program and the map of its
@@ -68,6 +77,8 @@ type Spec struct {
 	// XSKs is the XSKMAP fallback frames are redirected through, nil
 	// without CompileOptions.XSKQueues.
 	XSKs *ebpf.MapSpec
+	// Capture describes the capture maps (CompileOptions.Capture).
+	Capture *CaptureSpec
 
 	owner []int32 // per instruction: index into Rules, or -1
 }
@@ -137,7 +148,13 @@ const (
 const (
 	scratchL3Off = NumStats + iota
 	scratchPktType
-	numScratch = 2
+	scratchNH    // IPv6 extension-header walk: next header
+	scratchOff   // offset of that header within L3
+	scratchProto // walk results: upper-layer protocol,
+	scratchFound // whether it was found,
+	scratchFrag  // fragment offset in bytes (non-first fragments),
+	scratchL4Off // and the transport header offset
+	numScratch   = 8
 )
 
 // maxCounterValue is the largest per-CPU value the kernel allocates
@@ -194,8 +211,10 @@ var ErrTooLarge = errors.New("program too large")
 // limit, no loops for the verifier. The cost is size when a large chain
 // is jumped to from many places; MaxInstructions bounds it.
 //
-// IPv6 frames are not evaluated in XDP yet: with rs6 they stop at a
-// whole-packet fallback site; without, they pass unfiltered (counted as
+// IPv6 frames run rs6 in XDP like IPv4 frames run rs4 (parseIPv6 in
+// compile_ipv6.go), except for two whole-packet fallback sites: a
+// hop-by-hop header (its options are validated in userspace) and more
+// than 8 extension headers. Without rs6 they pass unfiltered (counted as
 // not filtered; the kernel applies its own receive checks to them).
 func Compile(rs4, rs6 *rules.Ruleset, opts CompileOptions) (*Spec, error) {
 	if opts.Name == "" {
@@ -268,7 +287,7 @@ const (
 	lIPv4       = "ipv4"
 	lIPv6       = "ipv6"
 	lL3         = "l3"
-	stackFields = 20
+	stackFields = 23
 )
 
 func (g *gen) label() string {
@@ -343,26 +362,29 @@ var invertJump = map[asm.JumpOp]asm.JumpOp{
 
 // Stack slots (offsets from R10) of the parsed packet.
 const (
-	sSrc       = -8 * (iota + 1) // IPv4 source, numeric (host order)
-	sDst                         // IPv4 destination, numeric
-	sLen                         // L3 length (IPv4 total length)
-	sProto                       // protocol
-	sTTL                         // TTL
-	sTOS                         // TOS byte
-	sFrag                        // fragment offset in 8-byte units (par->fragoff)
-	sIsFrag                      // any fragment: offset != 0 or MF
-	sL4Len                       // bytes from the transport header to the end of the datagram
-	sSport                       // ports (TCP/UDP/UDP-Lite/SCTP/DCCP, first fragment, >= 4 bytes)
-	sDport                       //
-	sTCPByte13                   // byte 13 of the transport header (TCP flags) when >= 14 bytes
-	sICMPType                    // ICMP type and code (IPv4 ICMP, >= 2 bytes)
-	sICMPCode                    //
-	sPktType                     // skb->pkt_type as eth_type_trans sets it
-	sSrcMAC                      // source MAC, the six bytes loaded little-endian
-	sVLAN                        // outermost VLAN id, 0 without a tag
-	sL4Off                       // transport header offset within L3
-	sKey                         // map key (0)
-	sSetKey                      // set map keys (8 bytes)
+	sSrc        = -8 * (iota + 1) // IPv4 source, numeric (host order); IPv6: its high 64 bits
+	sDst                          // IPv4 destination, numeric; IPv6: its high 64 bits
+	sLen                          // L3 length (IPv4 total length, IPv6 payload length + 40)
+	sProto                        // protocol
+	sTTL                          // TTL or hop limit
+	sTOS                          // TOS byte or traffic class
+	sFrag                         // fragment offset: IPv4 in 8-byte units (par->fragoff), IPv6 in bytes
+	sIsFrag                       // any fragment: offset != 0 or MF
+	sL4Len                        // bytes from the transport header to the end of the datagram
+	sSport                        // ports (TCP/UDP/UDP-Lite/SCTP/DCCP, first fragment, >= 4 bytes)
+	sDport                        //
+	sTCPByte13                    // byte 13 of the transport header (TCP flags) when >= 14 bytes
+	sICMPType                     // ICMP type and code (the family's ICMP, >= 2 bytes)
+	sICMPCode                     //
+	sPktType                      // skb->pkt_type as eth_type_trans sets it
+	sSrcMAC                       // source MAC, the six bytes loaded little-endian
+	sVLAN                         // outermost VLAN id, 0 without a tag
+	sL4Off                        // transport header offset within L3
+	sKey                          // map key (0)
+	sSetKey                       // set map keys (8 bytes)
+	sSrc6Lo                       // IPv6: low 64 bits of the source (sSrc holds the high 64), numeric
+	sDst6Lo                       // IPv6: low 64 bits of the destination (sDst the high 64)
+	sProtoFound                   // IPv6: the extension-header walk found the upper layer
 )
 
 func (g *gen) ld(dst asm.Register, slot int16) { g.emit(asm.LoadMem(dst, asm.R10, slot, asm.DWord)) }
@@ -433,6 +455,13 @@ func (g *gen) program(rs4, rs6 *rules.Ruleset) error {
 		g.parseIPv4()
 		g.hooks(rs4)
 	}
+	if rs6 != nil {
+		g.fam, g.base = packet.FamilyIPv6, g.spec.Families[packet.FamilyIPv6].Base
+		g.cur = -1
+		g.place(lIPv6)
+		g.parseIPv6()
+		g.hooks(rs6)
+	}
 	g.exits()
 	if g.err != nil {
 		return g.err
@@ -456,6 +485,7 @@ func (g *gen) prologue() {
 	g.jfar(asm.JEq.Imm(asm.R0, 0, ""), lAbort)
 	g.emit(asm.Mov.Reg(asm.R9, asm.R0))
 	g.incr(StatPackets)
+	g.captureReset()
 }
 
 // parseL2 reads the Ethernet header and VLAN tags as packet.Decoder does,
@@ -579,10 +609,6 @@ func (g *gen) parseL2(v4, v6 bool) {
 		g.emit(asm.JEq.Imm(asm.R2, int32(swap16(packet.EtherTypeIPv6)), lIPv6))
 	}
 	g.ja(lNotFilter)
-	if v6 {
-		g.place(lIPv6)
-		g.fallbackHere(FallbackSite{Family: packet.FamilyIPv6, Hook: -1, Reason: "IPv6 is not evaluated in XDP yet"})
-	}
 	if !v4 {
 		// No IPv4 ruleset: the decoder still validates IPv4 headers and
 		// the engine counts malformed ones; so does this program.
@@ -703,6 +729,18 @@ func (g *gen) parseIPv4Header() {
 	)
 	// Transport fields (decodeTransport): only for offset 0, L4Len > 0,
 	// and as far as the bytes go. R1 = hl, R3 = l4len, R2 = proto.
+	g.transport(packet.ProtoICMP)
+	g.note("a VLAN-tagged frame (id != 0) is not this interface's: unfiltered")
+	g.ld(asm.R1, sVLAN)
+	g.jfar(asm.JNE.Imm(asm.R1, 0, ""), lNotFilter)
+}
+
+// transport is decodeTransport: the fields of an unfragmented or first
+// fragment's transport header, as far as its bytes go. R1 = transport
+// header offset within L3 (bounded), R2 = protocol, R3 = L4Len, R5 =
+// fragment offset; icmpProto is the family's ICMP (type and code are
+// read for it alone).
+func (g *gen) transport(icmpProto int32) {
 	done := g.label()
 	g.note("transport header fields (decodeTransport)")
 	g.emit(
@@ -723,7 +761,7 @@ func (g *gen) parseIPv4Header() {
 	)
 	g.ja(ports)
 	g.place(notTCP)
-	g.emit(asm.JEq.Imm(asm.R2, packet.ProtoICMP, icmp))
+	g.emit(asm.JEq.Imm(asm.R2, icmpProto, icmp))
 	for _, p := range []int32{packet.ProtoUDP, 136, 132, 33} { // UDP, UDP-Lite, SCTP, DCCP
 		g.emit(asm.JEq.Imm(asm.R2, p, ports))
 	}
@@ -757,9 +795,6 @@ func (g *gen) parseIPv4Header() {
 	g.place(bad)
 	g.ja(lAbort)
 	g.place(done)
-	g.note("a VLAN-tagged frame (id != 0) is not this interface's: unfiltered")
-	g.ld(asm.R1, sVLAN)
-	g.jfar(asm.JNE.Imm(asm.R1, 0, ""), lNotFilter)
 }
 
 // exits emits the shared tails.
@@ -768,18 +803,22 @@ func (g *gen) exits() {
 	g.place(lAccept)
 	g.note("accepted: on to the kernel")
 	g.incr(StatAccepted)
+	g.captureExit(CaptureAccepted)
 	g.ret(xdpPass)
 	g.place(lDrop)
 	g.note("dropped by a rule or a policy")
 	g.incr(StatDropped)
+	g.captureExit(CaptureDropped)
 	g.ret(xdpDrop)
 	g.place(lHotdrop)
 	g.note("hotdrop: a match could not read its header; no rule counts it")
 	g.incr(StatHotdropped)
+	g.captureExit(CaptureHotdropped)
 	g.ret(xdpDrop)
 	g.place(lNotFilter)
 	g.note("not filtered")
 	g.incr(StatNotFiltered)
+	g.captureExit(CaptureNotFiltered)
 	g.ret(xdpPass)
 	for reason := packet.Malformed(1); int(reason) < packet.NumMalformed; reason++ {
 		if !g.usedMalformed[reason] {
@@ -789,6 +828,7 @@ func (g *gen) exits() {
 		g.note("malformed (%s): the receive path drops it before netfilter", reason)
 		g.incr(StatMalformed)
 		g.incr(StatMalformedBy + int(reason))
+		g.captureExit(CaptureMalformed + int(reason))
 		g.ret(xdpDrop)
 	}
 	if len(g.spec.Fallback) > 0 {
@@ -834,7 +874,7 @@ func (g *gen) fallbackHere(site FallbackSite) {
 	g.spec.Fallback = append(g.spec.Fallback, site)
 	g.siteInsn = append(g.siteInsn, len(g.insns))
 	g.note("FALLBACK site %d: %s", id, site.Reason)
-	g.emit(asm.Mov.Imm(asm.R7, int32(id)))
+	g.emit(asm.Mov.Imm(asm.R7, int32(id)|int32(g.opts.Generation)<<24))
 	g.ja(lFallback)
 }
 
@@ -859,7 +899,7 @@ func (g *gen) finish() (*Spec, error) {
 	used := map[string]bool{}
 	for i := range g.insns {
 		ref := g.insns[i].Reference()
-		if ref == "" || ref == "counters" || ref == "xsks" || strings.HasPrefix(ref, "set_") {
+		if ref == "" || ref == "counters" || ref == "xsks" || strings.HasPrefix(ref, "set_") || isCaptureRef(ref) {
 			continue
 		}
 		c, ok := alias[ref]

@@ -26,7 +26,10 @@ type Filter struct {
 // Load creates the counter map and loads the program. When the verifier
 // refuses the program, the error names the rule whose code it stopped in
 // and wraps the *ebpf.VerifierError, whose log it quotes.
-func (s *Spec) Load() (*Filter, error) {
+func (s *Spec) Load() (*Filter, error) { return s.load(nil) }
+
+// load is Load with maps replacing the program's own (LoadShared).
+func (s *Spec) load(repl map[string]*ebpf.Map) (*Filter, error) {
 	cs := &ebpf.CollectionSpec{
 		Maps:     map[string]*ebpf.MapSpec{"counters": s.Counters.Copy()},
 		Programs: map[string]*ebpf.ProgramSpec{"filter": s.Program.Copy()},
@@ -37,7 +40,8 @@ func (s *Spec) Load() (*Filter, error) {
 	if s.XSKs != nil {
 		cs.Maps["xsks"] = s.XSKs.Copy()
 	}
-	coll, err := ebpf.NewCollection(cs)
+	s.captureMaps(cs)
+	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
 		return nil, s.explain(err)
 	}
@@ -49,6 +53,7 @@ func (s *Spec) Load() (*Filter, error) {
 		f.XSKs = coll.Maps["xsks"]
 		f.sets = append(f.sets, f.XSKs)
 	}
+	f.sets = append(f.sets, s.capturedMaps(coll)...)
 	return f, nil
 }
 

@@ -20,8 +20,11 @@ func (g *gen) hooks(rs *rules.Ruleset) {
 			if !hasInput(rs) {
 				break // no INPUT chain: delivered or not, it is accepted
 			}
-			g.reachesInput()
-			{
+			if g.fam == packet.FamilyIPv6 {
+				// No reassembly before INPUT in the engine's IPv6 model.
+				g.reachesInput6()
+			} else {
+				g.reachesInput()
 				// ip_local_deliver reassembles before LOCAL_IN: INPUT
 				// sees datagrams, and only userspace can hold pieces.
 				g.cur = -1
@@ -221,8 +224,10 @@ func (g *gen) chain(rs *rules.Ruleset, hook int, t *rules.Table, c *rules.Chain,
 		g.count(g.base + info.Slot)
 		switch r.Target.Kind {
 		case rules.TargetAccept:
+			g.captureRule(ri)
 			g.ja(accept)
 		case rules.TargetDrop, rules.TargetReject:
+			g.captureRule(ri)
 			g.ja(lDrop)
 		case rules.TargetReturn:
 			g.ja(ret)
@@ -283,6 +288,33 @@ func ifMatch(f rules.Iface, dev [16]byte) bool {
 // failing to fail. When a match cannot run in XDP it emits a fallback
 // site there (the checks before it still run) and returns the reason.
 func (g *gen) checks(r *rules.Rule, fail string, site FallbackSite) string {
+	if g.fam == packet.FamilyIPv6 {
+		// ip6_packet_match: addresses, then -p (walking the header
+		// chain even for -p all); there is no -f.
+		if r.Src.Set {
+			g.addr6(sSrc, sSrc6Lo, r.Src.Addr, r.Src.Mask, r.Src.Invert, fail)
+		}
+		if r.Dst.Set {
+			g.addr6(sDst, sDst6Lo, r.Dst.Addr, r.Dst.Mask, r.Dst.Invert, fail)
+		}
+		if r.Proto != 0 || r.ProtoInv || r.ProtoGiven {
+			g.proto6(r.Proto, r.ProtoInv, fail)
+		}
+	} else {
+		g.header4(r, fail)
+	}
+	for _, m := range r.Matches {
+		if reason := g.match(m, fail); reason != "" {
+			site.Reason = reason
+			g.fallbackHere(site)
+			return reason
+		}
+	}
+	return ""
+}
+
+// header4 is ip_packet_match.
+func (g *gen) header4(r *rules.Rule, fail string) {
 	if r.Src.Set {
 		g.addr(sSrc, r.Src, fail)
 	}
@@ -305,14 +337,6 @@ func (g *gen) checks(r *rules.Rule, fail string, site FallbackSite) string {
 			g.emit(asm.JEq.Imm(asm.R1, 0, fail))
 		}
 	}
-	for _, m := range r.Matches {
-		if reason := g.match(m, fail); reason != "" {
-			site.Reason = reason
-			g.fallbackHere(site)
-			return reason
-		}
-	}
-	return ""
 }
 
 func (g *gen) addr(slot int16, a rules.AddrMask, fail string) {
@@ -370,10 +394,10 @@ func (g *gen) hotdropIfLess(reg asm.Register, n int32) {
 }
 
 // notFirstFragment fails non-first fragments; tcp additionally hotdrops
-// the fragment at offset 1 (8 bytes).
+// the IPv4 fragment at offset 1 (8 bytes).
 func (g *gen) notFirstFragment(fail string, tcp bool) {
 	g.ld(asm.R1, sFrag)
-	if tcp {
+	if tcp && g.fam == packet.FamilyIPv4 {
 		ok := g.label()
 		g.emit(asm.JEq.Imm(asm.R1, 0, ok), asm.JNE.Imm(asm.R1, 1, fail))
 		g.ja(lHotdrop)
@@ -412,8 +436,17 @@ func (g *gen) match(m rules.Match, fail string) string {
 		g.hotdropIfLess(asm.R1, 8)
 		g.ports(m.Src, m.Dst, m.SrcInv, m.DstInv, fail)
 	case *rules.ICMP:
+		if m.V6 != (g.fam == packet.FamilyIPv6) {
+			return fmt.Sprintf("%s in a %s ruleset", m.Name(), g.fam)
+		}
 		if m.V6 {
-			return "icmp6 is IPv6"
+			// icmp6_match: no "any" type; type and code were read
+			// for ICMPv6 only.
+			g.notFirstFragment(fail, false)
+			g.ld(asm.R1, sL4Len)
+			g.hotdropIfLess(asm.R1, 8)
+			g.icmpTypeCode(m, fail)
+			return ""
 		}
 		g.notFirstFragment(fail, false)
 		g.ld(asm.R1, sL4Len)
@@ -424,21 +457,7 @@ func (g *gen) match(m rules.Match, fail string) string {
 			}
 			return ""
 		}
-		g.ld(asm.R1, sICMPType)
-		g.ld(asm.R2, sICMPCode)
-		if !m.Invert {
-			g.emit(asm.JNE.Imm(asm.R1, int32(m.Type), fail))
-			g.inRange(asm.R2, uint32(m.CodeMin), uint32(m.CodeMax), 0xff, false, fail)
-		} else {
-			ok := g.label()
-			g.emit(asm.JNE.Imm(asm.R1, int32(m.Type), ok))
-			if m.CodeMin > 0 {
-				g.emit(asm.JLT.Imm(asm.R2, int32(m.CodeMin), ok))
-			}
-			g.emit(asm.JGT.Imm(asm.R2, int32(m.CodeMax), ok))
-			g.ja(fail)
-			g.place(ok)
-		}
+		g.icmpTypeCode(m, fail)
 	case *rules.Multiport:
 		g.notFirstFragment(fail, false)
 		g.ld(asm.R1, sL4Len)
@@ -475,9 +494,15 @@ func (g *gen) match(m rules.Match, fail string) string {
 		}
 	case *rules.Length:
 		g.ld(asm.R1, sLen)
+		if g.fam == packet.FamilyIPv6 {
+			// payload length + 40 as a u16, as xt_length has it
+			g.emit(asm.And.Imm(asm.R1, 0xffff))
+		}
 		g.inRange(asm.R1, uint32(m.Min), uint32(m.Max), 0xffff, m.Invert, fail)
 	case *rules.TTL:
-		if m.V6 {
+		// ttl and hl compare the same byte (the engine's opTTL); the
+		// IPv6 slot holds the hop limit.
+		if m.V6 && g.fam != packet.FamilyIPv6 {
 			return "hl is IPv6"
 		}
 		g.ld(asm.R1, sTTL)
@@ -493,6 +518,15 @@ func (g *gen) match(m rules.Match, fail string) string {
 			g.emit(asm.JLE.Imm(asm.R1, v, fail))
 		}
 	case *rules.IPRange:
+		if g.fam == packet.FamilyIPv6 {
+			if m.HasSrc {
+				g.inRange6(sSrc, sSrc6Lo, m.SrcMin, m.SrcMax, m.SrcInv, fail)
+			}
+			if m.HasDst {
+				g.inRange6(sDst, sDst6Lo, m.DstMin, m.DstMax, m.DstInv, fail)
+			}
+			return ""
+		}
 		if !m.SrcMin.Is4() && m.HasSrc || !m.DstMin.Is4() && m.HasDst {
 			return "iprange on IPv6 addresses"
 		}
@@ -542,7 +576,7 @@ func (g *gen) match(m rules.Match, fail string) string {
 	case *rules.Recent:
 		return "recent keeps its address lists in userspace"
 	case *rules.Set:
-		if reason := setReason(m); reason != "" {
+		if reason := setReason(m, g.fam); reason != "" {
 			return reason
 		}
 		g.setMatch(m, fail)
@@ -550,6 +584,25 @@ func (g *gen) match(m rules.Match, fail string) string {
 		return "match " + m.Name() + " is not compiled"
 	}
 	return ""
+}
+
+// icmpTypeCode fails unless the type and code match (inverted with !).
+func (g *gen) icmpTypeCode(m *rules.ICMP, fail string) {
+	g.ld(asm.R1, sICMPType)
+	g.ld(asm.R2, sICMPCode)
+	if !m.Invert {
+		g.emit(asm.JNE.Imm(asm.R1, int32(m.Type), fail))
+		g.inRange(asm.R2, uint32(m.CodeMin), uint32(m.CodeMax), 0xff, false, fail)
+		return
+	}
+	ok := g.label()
+	g.emit(asm.JNE.Imm(asm.R1, int32(m.Type), ok))
+	if m.CodeMin > 0 {
+		g.emit(asm.JLT.Imm(asm.R2, int32(m.CodeMin), ok))
+	}
+	g.emit(asm.JGT.Imm(asm.R2, int32(m.CodeMax), ok))
+	g.ja(fail)
+	g.place(ok)
 }
 
 func be32(b [4]byte) uint32 { return binary.BigEndian.Uint32(b[:]) }

@@ -12,7 +12,12 @@
 //     ruleset into one XDP program with the kernel's semantics, per-rule
 //     counters included. It parses Ethernet, VLAN tags and the IPv4
 //     header exactly as packet.Decoder does (checksum, IHL and total
-//     length checks count as malformed and drop), then runs raw
+//     length checks count as malformed and drop), or the IPv6 header
+//     (version, the address checks of ip6_rcv_core, payload length) and
+//     its extension-header chain as ipv6_find_hdr walks it (hop-by-hop,
+//     routing, fragment, destination options, AH, NEXTHDR_NONE,
+//     non-first fragments; unrolled to 8 headers; a chain that cannot be
+//     walked hotdrops at the first rule with -p), then runs raw
 //     PREROUTING, mangle PREROUTING, the routing decision of
 //     engine/input.go, mangle INPUT and filter INPUT as straight-line code:
 //     every rule is a block of compares carrying the rule's text as a
@@ -25,8 +30,10 @@
 //
 // What the program cannot evaluate (sets with timeouts or counters and
 // the set types not compiled, string, bpf, limit, hashlimit, recent, tcp
-// --tcp-option, IPv6, IPv4 fragments reaching INPUT, which the kernel
-// reassembles first) is a fallback site: the program writes the site's
+// --tcp-option, sets in IPv6 rulesets, IPv4 fragments reaching INPUT,
+// which the kernel reassembles first, and, for the whole packet, IPv6
+// hop-by-hop options, which ip6_parse_tlv validates, and chains of more
+// than 8 IPv6 extension headers) is a fallback site: the program writes the site's
 // index into the XDP metadata area and, compiled with XSKQueues, redirects
 // the frame through its XSKMAP to the AF_XDP socket of its RX queue, where
 // the engine resumes the traversal at the site (Spec.Fallback says where,

@@ -28,14 +28,18 @@ const (
 	netNomatch = 2
 )
 
-// setReason says why -m set m cannot run in XDP, or "".
-func setReason(m *rules.Set) string {
+// setReason says why -m set m cannot run in XDP in a ruleset of family
+// fam, or "".
+func setReason(m *rules.Set, fam packet.Family) string {
 	s := m.Set
 	if s == nil {
 		return "set " + m.SetName + " is not loaded"
 	}
-	if len(m.Dirs) < s.Dims() || (s.Family() != packet.FamilyNone && s.Family() != packet.FamilyIPv4) {
+	if setNever(m, fam) {
 		return "" // never tested: a constant
+	}
+	if fam != packet.FamilyIPv4 {
+		return fmt.Sprintf("set %s: sets are compiled to BPF maps for IPv4 rulesets only", s.Name())
 	}
 	switch {
 	case s.HasTimeouts():
@@ -50,6 +54,13 @@ func setReason(m *rules.Set) string {
 		return ""
 	}
 	return fmt.Sprintf("set type %s is not compiled to a BPF map yet", s.Type())
+}
+
+// setNever reports whether ip_set_test refuses m before any lookup in a
+// ruleset of family fam: too few directions, or a set of the other family.
+func setNever(m *rules.Set, fam packet.Family) bool {
+	s := m.Set
+	return len(m.Dirs) < s.Dims() || (s.Family() != packet.FamilyNone && s.Family() != fam)
 }
 
 // setMap returns the reference of s's map, creating its spec on first use.
@@ -127,7 +138,7 @@ func (g *gen) setMatch(m *rules.Set, fail string) {
 			g.place(yes)
 		}
 	}()
-	if len(m.Dirs) < s.Dims() || (s.Family() != packet.FamilyNone && s.Family() != packet.FamilyIPv4) {
+	if setNever(m, g.fam) {
 		g.ja(no)
 		return
 	}
