@@ -77,9 +77,23 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	}
 	st := ps.st
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	// reloadXDP re-reads the files for the XDP tiers: the rulesets the
+	// program is compiled from and the engine program (against the
+	// running state) that resumes its fallback sites.
+	reloadXDP := func() (*daemon.Reloaded, error) {
+		nl, err := rf.load()
+		if err != nil {
+			return nil, err
+		}
+		npr, nps, err := nl.compileWith(st, daemon.Monotonic())
+		if err != nil {
+			return nil, err
+		}
+		return &daemon.Reloaded{Program: npr, Rules4: nps.r4, Rules6: nps.r6}, nil
+	}
 	if *mode != "afxdp" {
 		xc := daemon.XDPConfig{Iface: *iface, InIface: rf.iface, Rules4: ps.r4, Rules6: ps.r6, LocalAddrs: l.localAddrs,
-			LockDir: *lockDir, Logf: func(format string, a ...any) { logger.Info(fmt.Sprintf(format, a...)) }}
+			LockDir: *lockDir, Logf: func(format string, a ...any) { logger.Info(fmt.Sprintf(format, a...)) }, Reload: reloadXDP}
 		xd, err := daemon.StartXDP(xc)
 		switch {
 		case err == nil:
@@ -92,7 +106,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	}
 	var xdpTier *daemon.XDPConfig
 	if *mode == "auto" {
-		xdpTier = &daemon.XDPConfig{Iface: *iface, InIface: rf.iface, Rules4: ps.r4, Rules6: ps.r6, LocalAddrs: l.localAddrs}
+		xdpTier = &daemon.XDPConfig{Iface: *iface, InIface: rf.iface, Rules4: ps.r4, Rules6: ps.r6, LocalAddrs: l.localAddrs, Reload: reloadXDP}
 	}
 	// reload re-reads the files it was started with and compiles them
 	// against the running state, so rate-limit state carries over.
@@ -107,9 +121,6 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	sc := afxdp.Config{FrameSize: *frameSize}
 	if *copyMode {
 		sc.Mode = afxdp.ModeCopy
-	}
-	if xdpTier != nil {
-		reload = nil // Daemon.Reload refuses clearly in the combined tier
 	}
 	d, err := daemon.Start(daemon.Config{Iface: *iface, Queues: qs, TAP: *tapName, Program: pr, LockDir: *lockDir, Socket: sc,
 		Logf:    func(format string, a ...any) { logger.Info(fmt.Sprintf(format, a...)) },
@@ -219,10 +230,19 @@ func serveXDP(d *daemon.XDPDaemon, control, metricsAddr string, logger *slog.Log
 		defer srv.Close()
 		logger.Info("serving Prometheus metrics", "addr", ln.Addr().String(), "path", "/metrics")
 	}
-	logger.Info("XDP tier running; serving the control socket; SIGTERM or SIGINT stops (reload: restart)", "control", control)
+	logger.Info("XDP tier running; serving the control socket; SIGHUP reloads, SIGTERM or SIGINT stops", "control", control)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	<-ctx.Done()
-	logger.Info("stopping: detaching XDP")
-	return d.Stop()
+	for {
+		select {
+		case <-hup:
+			d.Reload() // the daemon logs the outcome; a failure keeps the program
+		case <-ctx.Done():
+			logger.Info("stopping: detaching XDP")
+			return d.Stop()
+		}
+	}
 }

@@ -92,22 +92,30 @@ func (c *captureSession) offer(frame []byte, v engine.Verdict, w *engine.Worker,
 	if !want {
 		return
 	}
-	c.mu.Lock()
-	if c.last == 0 || now-c.last >= 1e9 {
-		c.tokens, c.last = c.req.RatePerSec, now
-	}
-	ok := c.tokens > 0
-	if ok {
-		c.tokens--
-	} else {
-		c.missed++
-	}
-	c.mu.Unlock()
-	if !ok {
+	if !c.take(now) {
 		return
 	}
 	n := min(len(frame), c.req.Snaplen)
-	cf := capturedFrame{data: append([]byte(nil), frame[:n]...), origLen: len(frame), ts: now + c.wallOffset}
+	c.send(capturedFrame{data: append([]byte(nil), frame[:n]...), origLen: len(frame), ts: now + c.wallOffset})
+}
+
+// take spends one of the second's RatePerSec tokens, or counts a miss.
+func (c *captureSession) take(now int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last == 0 || now-c.last >= 1e9 {
+		c.tokens, c.last = c.req.RatePerSec, now
+	}
+	if c.tokens > 0 {
+		c.tokens--
+		return true
+	}
+	c.missed++
+	return false
+}
+
+// send queues a frame for the client without ever waiting.
+func (c *captureSession) send(cf capturedFrame) {
 	select {
 	case c.ch <- cf:
 	default:

@@ -30,7 +30,9 @@ import (
 	"time"
 
 	"github.com/sluice-project/sluice/afxdp"
+	"github.com/sluice-project/sluice/engine"
 	"github.com/sluice-project/sluice/report"
+	"github.com/sluice-project/sluice/rules"
 )
 
 // DefaultLockDir holds one lock file per interface served.
@@ -113,4 +115,12 @@ func (s *Stats) Totals() QueueStats {
 		t.XSK.TxRingEmptyDescs += q.XSK.TxRingEmptyDescs
 	}
 	return t
+}
+
+// Reloaded is one reload's result for the XDP tiers (XDPConfig.Reload):
+// the rulesets parsed again, and in the combined tier the engine program
+// compiled from them (against the running engine.State).
+type Reloaded struct {
+	Program        *engine.Program
+	Rules4, Rules6 *rules.Ruleset
 }

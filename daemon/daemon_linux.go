@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/sluice-project/sluice/engine"
 	"github.com/sluice-project/sluice/packet"
 	"github.com/sluice-project/sluice/report"
+	"github.com/sluice-project/sluice/rules"
 	"github.com/sluice-project/sluice/tap"
 	"github.com/sluice-project/sluice/xdp"
 )
@@ -62,7 +64,9 @@ type Config struct {
 	// Worker.ProcessFrom), so every frame is evaluated once and every
 	// rule counted once. Program must be compiled from the same
 	// rulesets (InIface, LocalAddrs alike). Only Iface, InIface, Rules4,
-	// Rules6 and LocalAddrs are used. Reload is refused in this mode.
+	// Rules6, LocalAddrs and Reload are used: Daemon.Reload replaces
+	// both programs through XDP.Reload (see xdptier_linux.go), and
+	// Config.Reload is not used.
 	XDP *XDPConfig
 }
 
@@ -70,6 +74,7 @@ type Config struct {
 type Daemon struct {
 	cfg     Config
 	ifindex int
+	ifc     *net.Interface
 	tap     *tap.Device
 	red     *xdp.Redirect
 	link    link.Link
@@ -90,11 +95,12 @@ type Daemon struct {
 	capture                atomic.Pointer[captureSession]
 	captureMu              sync.Mutex
 
-	// The combined tier (Config.XDP): the compiled program, its
-	// counters, and the resume point of each of its fallback sites.
-	spec   *xdp.Spec
-	filter *xdp.Filter
-	sites  []engine.ResumeSite
+	// The combined tier (Config.XDP): the compiled program's current
+	// generation (its counters, and the resume point of each of its
+	// fallback sites), the capture maps and the running program capture.
+	tier atomic.Pointer[tierGen]
+	caps *xdp.CaptureMaps
+	xcap *xdpCapture
 }
 
 type queue struct {
@@ -103,9 +109,13 @@ type queue struct {
 	sock *afxdp.Socket
 	// w is this queue's engine worker; the queue's goroutine replaces it
 	// when a reload swaps the program, Stats reads it.
-	w   atomic.Pointer[engine.Worker]
-	tap *tap.Device
-	dec packet.Decoder
+	w atomic.Pointer[engine.Worker]
+	// prevW, in the combined tier, is the worker of the previous
+	// generation's program, for the frames it handed over before a
+	// reload (only the queue's goroutine uses it).
+	prevW *engine.Worker
+	tap   *tap.Device
+	dec   packet.Decoder
 
 	rx, accepted, dropped, malformed, reinjected, tapErrors, batches atomic.Uint64
 	// resumed and noSite count, in the combined tier, the frames that
@@ -143,7 +153,7 @@ func Start(cfg Config) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
-	d.ifindex = ifc.Index
+	d.ifindex, d.ifc = ifc.Index, ifc
 	queues := cfg.Queues
 	if queues == nil {
 		n, err := rxQueues(cfg.Iface)
@@ -167,18 +177,15 @@ func Start(cfg Config) (_ *Daemon, err error) {
 	// setSocket puts a queue's socket in the attached program's XSKMAP.
 	var setSocket func(q, fd int) error
 	if cfg.XDP != nil {
-		xc := *cfg.XDP
-		xc.Iface = cfg.Iface
-		if d.spec, _, err = compileXDP(xc, maxQ+1); err != nil {
-			return nil, err
-		}
-		if d.sites, err = d.spec.ResumeSites(cfg.Program); err != nil {
-			return nil, fmt.Errorf("daemon: the engine program does not match the XDP program: %w", err)
-		}
-		if d.filter, err = d.spec.Load(); err != nil {
+		if d.caps, err = xdp.NewCaptureMaps(); err != nil {
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
-		setSocket = func(q, fd int) error { return d.filter.XSKs.Put(uint32(q), uint32(fd)) }
+		tg, err := d.buildTier(ifc, maxQ+1, cfg.Program, cfg.XDP.Rules4, cfg.XDP.Rules6, 0, nil)
+		if err != nil {
+			return nil, err
+		}
+		d.tier.Store(tg)
+		setSocket = func(q, fd int) error { return tg.filter.XSKs.Put(uint32(q), uint32(fd)) }
 	} else {
 		if d.red, err = xdp.NewRedirect(xdp.RedirectOptions{Queues: maxQ + 1, Fallback: xdp.ActionPass}); err != nil {
 			return nil, fmt.Errorf("daemon: %w", err)
@@ -200,8 +207,8 @@ func Start(cfg Config) (_ *Daemon, err error) {
 			return nil, fmt.Errorf("daemon: queue %d: XSKMAP: %w", id, err)
 		}
 	}
-	if d.filter != nil {
-		d.link, d.mode, err = attachXDP(d.filter, d.ifindex)
+	if tg := d.tier.Load(); tg != nil {
+		d.link, d.mode, err = attachXDP(tg.filter, d.ifindex)
 	} else {
 		d.link, d.mode, err = d.red.Attach(d.ifindex)
 	}
@@ -211,9 +218,9 @@ func Start(cfg Config) (_ *Daemon, err error) {
 		}
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
-	if d.filter != nil {
+	if tg := d.tier.Load(); tg != nil {
 		d.logf("sluice: %s: compiled XDP filter attached in %s mode (%d instructions, %d fallback site(s) resumed in userspace), %d queue(s) %v, re-injecting through %s",
-			cfg.Iface, d.mode, d.spec.Instructions(), len(d.spec.Fallback), len(queues), queues, d.tap.Name())
+			cfg.Iface, d.mode, tg.spec.Instructions(), len(tg.spec.Fallback), len(queues), queues, d.tap.Name())
 	} else {
 		d.logf("sluice: %s: XDP attached in %s mode, %d queue(s) %v, re-injecting through %s", cfg.Iface, d.mode, len(queues), queues, d.tap.Name())
 	}
@@ -275,14 +282,25 @@ func (q *queue) run(stop *atomic.Bool, batch int) {
 		}
 		q.batches.Add(1)
 		// A reload takes effect between batches: no packet sees half a
-		// ruleset.
-		if pr := q.d.live.Load(); pr != w.Program() {
+		// ruleset. In the combined tier, the generation is the program's
+		// (tierGen), and a frame the previous one handed over resumes
+		// with the previous engine program.
+		tg := q.d.tier.Load()
+		pr := q.d.live.Load()
+		if tg != nil {
+			pr = tg.pr
+		}
+		if pr != w.Program() {
+			if tg != nil && tg.prev != nil && tg.prev.pr == w.Program() {
+				q.prevW = w
+			}
 			w = q.d.newWorker(pr)
 			q.w.Store(w)
 		}
 		now := Monotonic()
 		for i := range descs[:n] {
-			q.handle(w, q.sock.Frame(descs[i]), q.site(descs[i]), now, &p)
+			ww, site := q.site(tg, w, descs[i])
+			q.handle(ww, q.sock.Frame(descs[i]), site, now, &p)
 		}
 		q.rx.Add(uint64(n))
 		q.sock.Recycle(descs[:n])
@@ -301,23 +319,37 @@ const noSite = 0xffffffff
 // afxdp.Socket.Meta). The bytes are overwritten once read, so a frame
 // that somehow came without metadata finds noSite, not the site of the
 // chunk's previous frame, and is judged whole.
-func (q *queue) site(d afxdp.Desc) *engine.ResumeSite {
-	sites := q.d.sites
-	if sites == nil {
-		return nil
+//
+// The metadata's top byte is the generation of the program that wrote
+// it (xdptier_linux.go): a frame of the previous generation resumes with
+// the previous engine program's worker and sites.
+func (q *queue) site(tg *tierGen, w *engine.Worker, d afxdp.Desc) (*engine.Worker, *engine.ResumeSite) {
+	if tg == nil {
+		return w, nil
 	}
 	meta := q.sock.Meta(d, 4)
-	s, ok := xdp.SiteFromMeta(meta)
+	s, gen, ok := xdp.SiteGenFromMeta(meta)
 	if !ok {
-		return nil
+		return w, nil
 	}
 	binary.LittleEndian.PutUint32(meta, noSite)
+	sites := tg.sites
+	if gen != tg.gen {
+		if p := tg.prev; p != nil && gen == p.gen {
+			if q.prevW == nil || q.prevW.Program() != p.pr {
+				q.prevW = q.d.newWorker(p.pr)
+			}
+			w, sites = q.prevW, p.sites
+		} else {
+			sites = nil
+		}
+	}
 	if s < 0 || s >= len(sites) {
 		q.noSite.Add(1)
-		return nil
+		return w, nil
 	}
 	q.resumed.Add(1)
-	return &sites[s]
+	return w, &sites[s]
 }
 
 // handle judges one frame (from site when not nil: the compiled
@@ -372,7 +404,7 @@ func (d *Daemon) Judged() uint64 {
 // Stats reads every counter now.
 func (d *Daemon) Stats() *Stats {
 	s := &Stats{Iface: d.cfg.Iface, XDPMode: string(d.mode), UptimeNs: int64(time.Since(d.started))}
-	if d.filter != nil {
+	if d.tier.Load() != nil {
 		s.XDPMode = "compiled-" + string(d.mode)
 	}
 	if d.tap != nil {
@@ -401,28 +433,44 @@ func (d *Daemon) Stats() *Stats {
 // its worker from there, so each rule's counters are what the engine
 // alone would have counted.
 func (d *Daemon) Report() *report.Report {
-	rep := d.live.Load().Report(d.Workers()...)
-	if d.filter != nil {
-		vals, err := d.filter.ReadCounters()
-		if err != nil {
-			vals = nil
-		}
-		xdp.AddReport(rep, d.spec.Report(vals, d.cfg.XDP.Rules4, d.cfg.XDP.Rules6))
+	tg := d.tier.Load()
+	if tg == nil {
+		return d.live.Load().Report(d.Workers()...)
 	}
+	// Only the workers already on this generation's program: the others
+	// count the previous ruleset, whose counters a reload zeroes.
+	var ws []*engine.Worker
+	for _, w := range d.Workers() {
+		if w.Program() == tg.pr {
+			ws = append(ws, w)
+		}
+	}
+	rep := tg.pr.Report(ws...)
+	vals, err := tg.filter.ReadCounters()
+	if err != nil {
+		vals = nil
+	}
+	xdp.AddReport(rep, tg.spec.Report(vals, tg.rules4, tg.rules6))
 	return rep
 }
 
 // XDPCounters reads the compiled program's counters (xdp.Stat*), summed
 // over CPUs; nil without Config.XDP.
 func (d *Daemon) XDPCounters() ([]uint64, error) {
-	if d.filter == nil {
+	tg := d.tier.Load()
+	if tg == nil {
 		return nil, nil
 	}
-	return d.filter.ReadCounters()
+	return tg.filter.ReadCounters()
 }
 
 // XDPSpec is the compiled program's description; nil without Config.XDP.
-func (d *Daemon) XDPSpec() *xdp.Spec { return d.spec }
+func (d *Daemon) XDPSpec() *xdp.Spec {
+	if tg := d.tier.Load(); tg != nil {
+		return tg.spec
+	}
+	return nil
+}
 
 // Stop detaches the XDP program (traffic goes straight to the kernel
 // again), stops the workers, closes the sockets, deletes the TAP and
@@ -441,8 +489,17 @@ func (d *Daemon) Stop() error {
 		if d.red != nil {
 			errs = append(errs, d.red.Close())
 		}
-		if d.filter != nil {
-			errs = append(errs, d.filter.Close())
+		d.captureMu.Lock()
+		if d.xcap != nil {
+			d.xcap.stop()
+			d.xcap = nil
+		}
+		d.captureMu.Unlock()
+		if tg := d.tier.Load(); tg != nil {
+			errs = append(errs, tg.filter.Close())
+		}
+		if d.caps != nil {
+			errs = append(errs, d.caps.Close())
 		}
 		if d.tap != nil {
 			errs = append(errs, d.tap.Close())
@@ -472,8 +529,11 @@ func (d *Daemon) Abandon() {
 	if d.red != nil {
 		d.red.Close()
 	}
-	if d.filter != nil {
-		d.filter.Close()
+	if tg := d.tier.Load(); tg != nil {
+		tg.filter.Close()
+	}
+	if d.caps != nil {
+		d.caps.Close()
 	}
 	d.tap.Close()
 	d.lock.Close()
@@ -507,11 +567,16 @@ func (d *Daemon) Program() *engine.Program { return d.live.Load() }
 // Reload re-reads and compiles the ruleset through Config.Reload and swaps
 // it in. On error the running program stays in force.
 func (d *Daemon) Reload() error {
-	if d.filter != nil {
-		d.reloadFailed.Add(1)
-		err := errors.New("daemon: reload is not supported with the compiled XDP tier (--mode auto) yet: restart sluice")
-		d.logf("sluice: reload refused, the running ruleset stays: %v", err)
-		return err
+	if d.tier.Load() != nil {
+		d.reloadMu.Lock()
+		defer d.reloadMu.Unlock()
+		if err := d.reloadTier(); err != nil {
+			d.reloadFailed.Add(1)
+			d.logf("sluice: reload failed, the running ruleset stays: %v", err)
+			return err
+		}
+		d.reloadOK.Add(1)
+		return nil
 	}
 	if d.cfg.Reload == nil {
 		return errors.New("daemon: reload is not configured")
@@ -541,6 +606,12 @@ func (d *Daemon) StartCapture(req CaptureRequest) (*captureSession, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.caps != nil {
+		// The combined tier: the compiled program copies what it judges.
+		if d.xcap, err = startXDPCapture(d.caps, c, d.tier.Load); err != nil {
+			return nil, err
+		}
+	}
 	d.capture.Store(c)
 	return c, nil
 }
@@ -548,6 +619,69 @@ func (d *Daemon) StartCapture(req CaptureRequest) (*captureSession, error) {
 // EndCapture stops the session.
 func (d *Daemon) EndCapture(c *captureSession) {
 	d.captureMu.Lock()
-	d.capture.CompareAndSwap(c, nil)
+	if d.capture.CompareAndSwap(c, nil) && d.xcap != nil {
+		d.xcap.stop()
+		d.xcap = nil
+	}
 	d.captureMu.Unlock()
+}
+
+// buildTier compiles and loads generation gen of the combined tier's
+// program for engine program pr, sharing xsks (nil: its own) and the
+// capture maps.
+func (d *Daemon) buildTier(ifc *net.Interface, queues int, pr *engine.Program, rs4, rs6 *rules.Ruleset, gen uint8, xsks *ebpf.Map) (*tierGen, error) {
+	xc := *d.cfg.XDP
+	xc.Iface, xc.Rules4, xc.Rules6 = d.cfg.Iface, rs4, rs6
+	spec, err := compileTier(xc, ifc, queues, gen)
+	if err != nil {
+		return nil, err
+	}
+	sites, err := spec.ResumeSites(pr)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: the engine program does not match the XDP program: %w", err)
+	}
+	f, err := spec.LoadShared(xsks, d.caps)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	return &tierGen{gen: gen, spec: spec, filter: f, rules4: rs4, rules6: rs6, pr: pr, sites: sites}, nil
+}
+
+// reloadTier is Reload in the combined tier (see xdptier_linux.go): the
+// new generation is published to the workers, then the program is
+// replaced on the link; on failure the old generation is put back.
+func (d *Daemon) reloadTier() error {
+	if d.cfg.XDP.Reload == nil {
+		return errors.New("daemon: reload is not configured")
+	}
+	r, err := d.cfg.XDP.Reload()
+	if err != nil {
+		return err
+	}
+	if r.Program == nil {
+		return errors.New("daemon: reload: no engine program")
+	}
+	old := d.tier.Load()
+	tg, err := d.buildTier(d.ifc, int(old.spec.XSKs.MaxEntries), r.Program, r.Rules4, r.Rules6, old.gen+1, old.filter.XSKs)
+	if err != nil {
+		return err
+	}
+	tg.prev = &tierGen{gen: old.gen, spec: old.spec, rules4: old.rules4, rules6: old.rules6, pr: old.pr, sites: old.sites}
+	d.tier.Store(tg)
+	d.live.Swap(r.Program)
+	if err := updateLink(d.link, tg.filter); err != nil {
+		d.tier.Store(old)
+		d.live.Swap(old.pr)
+		tg.filter.Close()
+		return err
+	}
+	d.captureMu.Lock()
+	if c := d.capture.Load(); c != nil {
+		d.xcap.rearm(c, tg.spec)
+	}
+	d.captureMu.Unlock()
+	old.filter.Close()
+	d.logf("sluice: %s: reloaded: XDP program replaced (generation %d, %d instructions, %d fallback site(s)); frames already handed over finish with the previous ruleset",
+		d.cfg.Iface, tg.gen, tg.spec.Instructions(), len(tg.spec.Fallback))
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf/link"
@@ -34,14 +35,21 @@ type XDPConfig struct {
 	LockDir string
 	// Logf, when set, receives one line per notable event.
 	Logf func(format string, args ...any)
+	// Reload, when set, re-reads the rules and sets files (XDPDaemon.Reload,
+	// and Daemon.Reload in the combined tier, which also needs
+	// Reloaded.Program). An error (file:line:col for a bad file) leaves
+	// everything running as it was.
+	Reload func() (*Reloaded, error)
 }
 
 // XDPDaemon is a running XDP tier on one interface. Its counters live in
 // the program's per-CPU map and are read at scrape time.
 type XDPDaemon struct {
 	cfg     XDPConfig
-	spec    *xdp.Spec
-	filter  *xdp.Filter
+	ifc     *net.Interface
+	tier    atomic.Pointer[tierGen]
+	caps    *xdp.CaptureMaps
+	capture xdpCaptureState
 	link    link.Link
 	mode    xdp.AttachMode
 	lock    *os.File
@@ -50,6 +58,9 @@ type XDPDaemon struct {
 
 	stopOnce sync.Once
 	stopErr  error
+
+	reloadMu               sync.Mutex
+	reloadOK, reloadFailed atomic.Uint64
 }
 
 // ErrFallbackSites is wrapped by StartXDP when the ruleset needs the
@@ -113,18 +124,19 @@ func StartXDP(cfg XDPConfig) (_ *XDPDaemon, err error) {
 		return nil, err
 	}
 	d.lock, d.lockP = lk.lock, lk.lockP
-	spec, ifindex, err := CompileXDP(cfg)
+	if d.ifc, err = net.InterfaceByName(cfg.Iface); err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	if d.caps, err = xdp.NewCaptureMaps(); err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	tg, err := d.build(cfg.Rules4, cfg.Rules6, 0)
 	if err != nil {
 		return nil, err
 	}
-	if bl := spec.Blocking(); len(bl) > 0 {
-		return nil, fmt.Errorf("daemon: %w (use --mode auto or afxdp); %d site(s):%s", ErrFallbackSites, len(bl), DescribeSites(bl))
-	}
-	d.spec = spec
-	if d.filter, err = spec.Load(); err != nil {
-		return nil, fmt.Errorf("daemon: %w", err)
-	}
-	if d.link, d.mode, err = attachXDP(d.filter, ifindex); err != nil {
+	d.tier.Store(tg)
+	spec := tg.spec
+	if d.link, d.mode, err = attachXDP(tg.filter, d.ifc.Index); err != nil {
 		if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("daemon: %s already has an XDP program attached (another sluice daemon, or another XDP user): %w", cfg.Iface, err)
 		}
@@ -150,40 +162,130 @@ func attachXDP(f *xdp.Filter, ifindex int) (link.Link, xdp.AttachMode, error) {
 	return nil, "", fmt.Errorf("attach XDP: driver mode: %v; generic mode: %w", err, err2)
 }
 
+// build compiles and loads generation gen (no fallback sites allowed),
+// sharing the capture maps.
+func (d *XDPDaemon) build(rs4, rs6 *rules.Ruleset, gen uint8) (*tierGen, error) {
+	xc := d.cfg
+	xc.Rules4, xc.Rules6 = rs4, rs6
+	spec, err := compileTier(xc, d.ifc, 0, gen)
+	if err != nil {
+		return nil, err
+	}
+	if bl := spec.Blocking(); len(bl) > 0 {
+		return nil, fmt.Errorf("daemon: %w (use --mode auto or afxdp); %d site(s):%s", ErrFallbackSites, len(bl), DescribeSites(bl))
+	}
+	f, err := spec.LoadShared(nil, d.caps)
+	if err != nil {
+		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	return &tierGen{gen: gen, spec: spec, filter: f, rules4: rs4, rules6: rs6}, nil
+}
+
 // Spec returns the compiled program's description.
-func (d *XDPDaemon) Spec() *xdp.Spec { return d.spec }
+func (d *XDPDaemon) Spec() *xdp.Spec { return d.tier.Load().spec }
 
 // Counters reads the program's counters, summed over CPUs.
-func (d *XDPDaemon) Counters() ([]uint64, error) { return d.filter.ReadCounters() }
+func (d *XDPDaemon) Counters() ([]uint64, error) { return d.tier.Load().filter.ReadCounters() }
 
 // Report reads the counters now and returns the report the engine would
-// give for the same packets.
+// give for the same packets (since the last reload).
 func (d *XDPDaemon) Report() *report.Report {
-	vals, err := d.filter.ReadCounters()
+	tg := d.tier.Load()
+	vals, err := tg.filter.ReadCounters()
 	if err != nil {
 		vals = nil
 	}
-	return d.spec.Report(vals, d.cfg.Rules4, d.cfg.Rules6)
+	return tg.spec.Report(vals, tg.rules4, tg.rules6)
 }
 
 // Stats is what the control socket serves: no queues, the report.
 func (d *XDPDaemon) Stats() *Stats {
 	return &Stats{Iface: d.cfg.Iface, XDPMode: "compiled-" + string(d.mode), UptimeNs: int64(time.Since(d.started)),
-		Report: d.Report()}
+		Report: d.Report(), Reloads: d.reloadOK.Load(), ReloadFailures: d.reloadFailed.Load()}
 }
 
-// Reload is not supported by the XDP tier yet.
+// Reload re-reads the files (XDPConfig.Reload), compiles and loads the
+// new program and swaps it in on the bpf_link (see xdptier_linux.go). On
+// error the running program stays attached and unchanged.
 func (d *XDPDaemon) Reload() error {
-	return errors.New("daemon: reload is not supported in --mode xdp yet (restart sluice)")
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	err := d.reload()
+	if err != nil {
+		d.reloadFailed.Add(1)
+		d.logf("sluice: reload failed, the running ruleset stays: %v", err)
+		return err
+	}
+	d.reloadOK.Add(1)
+	return nil
 }
 
-// StartCapture is not supported by the XDP tier.
-func (d *XDPDaemon) StartCapture(CaptureRequest) (*captureSession, error) {
-	return nil, errors.New("daemon: capture is not supported in --mode xdp")
+func (d *XDPDaemon) reload() error {
+	if d.cfg.Reload == nil {
+		return errors.New("daemon: reload is not configured")
+	}
+	r, err := d.cfg.Reload()
+	if err != nil {
+		return err
+	}
+	old := d.tier.Load()
+	tg, err := d.build(r.Rules4, r.Rules6, old.gen+1)
+	if err != nil {
+		return err
+	}
+	if err := updateLink(d.link, tg.filter); err != nil {
+		tg.filter.Close()
+		return err
+	}
+	tg.prev = &tierGen{gen: old.gen, spec: old.spec, rules4: old.rules4, rules6: old.rules6}
+	d.tier.Store(tg)
+	d.capture.mu.Lock()
+	if d.capture.session != nil {
+		d.capture.x.rearm(d.capture.session, tg.spec)
+	}
+	d.capture.mu.Unlock()
+	old.filter.Close()
+	d.logf("sluice: %s: reloaded: XDP program replaced (generation %d, %d instructions, %d set map(s))", d.cfg.Iface, tg.gen, tg.spec.Instructions(), len(tg.spec.Sets))
+	return nil
 }
 
-// EndCapture does nothing.
-func (d *XDPDaemon) EndCapture(*captureSession) {}
+func (d *XDPDaemon) logf(format string, args ...any) {
+	if d.cfg.Logf != nil {
+		d.cfg.Logf(format, args...)
+	}
+}
+
+// StartCapture arms the program's capture (xdp/capture.go): the program
+// copies the selected frames, at most RatePerSec a second per CPU, to a
+// perf buffer this daemon reads.
+func (d *XDPDaemon) StartCapture(req CaptureRequest) (*captureSession, error) {
+	d.capture.mu.Lock()
+	defer d.capture.mu.Unlock()
+	if d.capture.session != nil {
+		return nil, errors.New("daemon: a capture is already running")
+	}
+	c, err := newCaptureSession(req, time.Now().UnixNano()-Monotonic())
+	if err != nil {
+		return nil, err
+	}
+	x, err := startXDPCapture(d.caps, c, d.tier.Load)
+	if err != nil {
+		return nil, err
+	}
+	d.capture.session, d.capture.x = c, x
+	return c, nil
+}
+
+// EndCapture disarms the program's capture.
+func (d *XDPDaemon) EndCapture(c *captureSession) {
+	d.capture.mu.Lock()
+	defer d.capture.mu.Unlock()
+	if d.capture.session != c {
+		return
+	}
+	d.capture.x.stop()
+	d.capture.session, d.capture.x = nil, nil
+}
 
 // Stop detaches the program and releases everything. It may be called
 // more than once.
@@ -193,8 +295,17 @@ func (d *XDPDaemon) Stop() error {
 		if d.link != nil {
 			errs = append(errs, d.link.Close())
 		}
-		if d.filter != nil {
-			errs = append(errs, d.filter.Close())
+		d.capture.mu.Lock()
+		if d.capture.x != nil {
+			d.capture.x.stop()
+			d.capture.session, d.capture.x = nil, nil
+		}
+		d.capture.mu.Unlock()
+		if tg := d.tier.Load(); tg != nil {
+			errs = append(errs, tg.filter.Close())
+		}
+		if d.caps != nil {
+			errs = append(errs, d.caps.Close())
 		}
 		if d.lock != nil {
 			os.Remove(d.lockP)
@@ -211,8 +322,11 @@ func (d *XDPDaemon) Abandon() {
 		if d.link != nil {
 			d.link.Close()
 		}
-		if d.filter != nil {
-			d.filter.Close()
+		if tg := d.tier.Load(); tg != nil {
+			tg.filter.Close()
+		}
+		if d.caps != nil {
+			d.caps.Close()
 		}
 		if d.lock != nil {
 			d.lock.Close()

@@ -18,6 +18,7 @@ type XDPConfig struct {
 	LocalAddrs     []netip.Addr
 	LockDir        string
 	Logf           func(format string, args ...any)
+	Reload         func() (*Reloaded, error)
 }
 
 // ErrFallbackSites is wrapped by StartXDP when the ruleset needs the
