@@ -245,6 +245,7 @@ func Compile(rs4, rs6 *rules.Ruleset, opts CompileOptions) (*Spec, error) {
 
 // gen is the code generator's state.
 type gen struct {
+	site  FallbackSite // the rule being emitted, for sites inside a match
 	opts  CompileOptions
 	long  bool
 	insns asm.Instructions

@@ -303,6 +303,7 @@ func (g *gen) checks(r *rules.Rule, fail string, site FallbackSite) string {
 	} else {
 		g.header4(r, fail)
 	}
+	g.site = site
 	for _, m := range r.Matches {
 		if reason := g.match(m, fail); reason != "" {
 			site.Reason = reason
@@ -310,6 +311,39 @@ func (g *gen) checks(r *rules.Rule, fail string, site FallbackSite) string {
 			return reason
 		}
 	}
+	return ""
+}
+
+// cbpfScratch is the stack the classic BPF translation may use: below the
+// parsed-packet fields, above the capture block's slots.
+const cbpfScratch = -400
+
+// bpf emits xt_bpf: the classic program translated to eBPF (TranslateCBPF)
+// on the datagram; it matches when the program returns non-zero. A
+// program that needs bytes the XDP buffer does not hold resumes in
+// userspace at this rule rather than guessing.
+func (g *gen) bpf(m *rules.BPF, fail string) string {
+	done, abort := g.label(), g.label()
+	code, err := TranslateCBPF(m.F, CBPFOptions{Ctx: asm.R6,
+		L3Off: CBPFMem(asm.R9, scratchL3Off*8), L3Len: CBPFMem(asm.R10, sLen),
+		Scratch: cbpfScratch, Done: done, Abort: abort, Prefix: g.label() + "_", Long: g.long})
+	if err != nil {
+		return "bpf: " + err.Error()
+	}
+	g.note("-m bpf --bytecode %s", m.F.String())
+	for _, ins := range code {
+		if sym := ins.Symbol(); sym != "" {
+			g.place(sym)
+			ins = ins.WithSymbol("")
+		}
+		g.emit(ins)
+	}
+	g.place(abort)
+	site := g.site
+	site.Reason = "bpf: the program reads datagram bytes beyond the XDP buffer"
+	g.fallbackHere(site)
+	g.place(done)
+	g.jfar(asm.JEq.Imm(asm.R0, 0, ""), fail)
 	return ""
 }
 
@@ -566,7 +600,7 @@ func (g *gen) match(m rules.Match, fail string) string {
 		}
 		g.u32(tests, m.Invert, fail)
 	case *rules.BPF:
-		return "bpf (classic BPF) is not compiled yet"
+		return g.bpf(m, fail)
 	case *rules.String:
 		return "string needs a payload search"
 	case *rules.Limit:

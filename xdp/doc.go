@@ -29,7 +29,7 @@
 //     the report the engine gives for the same packets.
 //
 // What the program cannot evaluate (sets with timeouts or counters and
-// the set types not compiled, string, bpf, limit, hashlimit, recent, tcp
+// the set types not compiled, string, limit, hashlimit, recent, tcp
 // --tcp-option, sets in IPv6 rulesets, IPv4 fragments reaching INPUT,
 // which the kernel reassembles first, and, for the whole packet, IPv6
 // hop-by-hop options, which ip6_parse_tlv validates, and chains of more
