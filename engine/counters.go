@@ -11,12 +11,18 @@ import (
 func (pr *Program) Report(ws ...*Worker) *report.Report {
 	rep := &report.Report{MalformedBy: map[string]uint64{}}
 	for _, w := range ws {
-		rep.Packets += w.packets.Load()
-		rep.Accepted += w.verdicts[Accept].Load()
-		rep.Dropped += w.verdicts[Drop].Load()
-		rep.Hotdropped += w.verdicts[Hotdrop].Load()
-		rep.Malformed += w.verdicts[Malformed].Load()
-		rep.NotFiltered += w.verdicts[NotFiltered].Load()
+		// Every packet gets exactly one verdict: the packet count is
+		// their sum, so the packet path keeps one counter fewer.
+		var v [numVerdicts]uint64
+		for i := range v {
+			v[i] = w.verdicts[i].Load()
+			rep.Packets += v[i]
+		}
+		rep.Accepted += v[Accept]
+		rep.Dropped += v[Drop]
+		rep.Hotdropped += v[Hotdrop]
+		rep.Malformed += v[Malformed]
+		rep.NotFiltered += v[NotFiltered]
 		for i := range w.bad {
 			if n := w.bad[i].Load(); n > 0 {
 				rep.MalformedBy[packet.Malformed(i).String()] += n

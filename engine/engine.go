@@ -100,7 +100,6 @@ type Worker struct {
 	ctr      [3][]atomic.Uint64
 	verdicts [numVerdicts]atomic.Uint64
 	bad      [packet.NumMalformed]atomic.Uint64
-	packets  atomic.Uint64
 	stack    []stackEntry
 	reasm    reassembler
 
@@ -147,7 +146,7 @@ func (w *Worker) Program() *Program { return w.pr }
 // Process runs one decoded packet through the ingress hooks. now is the
 // packet's time in nanoseconds (capture timestamp or monotonic clock).
 func (w *Worker) Process(p *packet.Packet, now int64) Verdict {
-	w.packets.Add(1)
+	// The packet count is the sum of the verdict counts (counters.go).
 	v := w.process(p, now)
 	w.verdicts[v].Add(1)
 	if v == Malformed {
@@ -181,7 +180,7 @@ func (w *Worker) process(p *packet.Packet, now int64) Verdict {
 	}
 	j := w.pr.clock.Jiffies(now)
 	w.now = now
-	for h := range fp.hooks {
+	for h := 0; h < int(fp.nhooks); h++ {
 		if h == 2 {
 			if !w.pr.reachesInput(p) {
 				// The routing decision between PREROUTING and INPUT
@@ -222,8 +221,12 @@ func (w *Worker) runChain(fp *familyProgram, entry int32, p *packet.Packet, j ui
 	cur := entry
 	i := fp.chains[cur].start
 	l3len := uint64(p.Len)
+	sk := fp.skipFor(p)
 	for {
 		c := &fp.chains[cur]
+		if i < c.end {
+			i = sk[i]
+		}
 		if i >= c.end {
 			if c.builtin {
 				return w.policy(ctr, c, l3len)

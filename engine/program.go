@@ -97,12 +97,24 @@ type chain struct {
 
 // familyProgram is one family's compiled ruleset.
 type familyProgram struct {
-	fam    packet.Family
-	rs     *rules.Ruleset
-	hooks  [4]int32 // chain index per ingress hook (rules.IngressHooks), -1 if absent
+	fam   packet.Family
+	rs    *rules.Ruleset
+	hooks [4]int32 // chain index per ingress hook (rules.IngressHooks), -1 if absent
+	// nhooks is one past the last hook with a chain: the hooks after it
+	// (and the routing decision and reassembly before INPUT, when no
+	// INPUT chain follows) cannot change a verdict or a counter.
+	nhooks int32
 	chains []chain
 	rules  []rule
 	nctr   int
+
+	// skip tables (buildSkip)
+	skip     []int32
+	nskip    int32
+	protoCls [256]uint8
+	nflag    uint16
+	tcpBase  int32
+	noneCls  int32
 }
 
 // compileFamily flattens a ruleset: every chain's rules become a contiguous
@@ -147,9 +159,11 @@ func compileFamily(rs *rules.Ruleset, st *State, now int64) (*familyProgram, err
 		ctr += 2
 	}
 	fp.nctr = ctr
+	fp.buildSkip()
 	for h, hk := range rules.IngressHooks {
 		if ci, ok := index[key{hk.Table, hk.Chain}]; ok {
 			fp.hooks[h] = ci
+			fp.nhooks = int32(h + 1)
 		}
 	}
 	return fp, nil
@@ -246,4 +260,137 @@ func compileRule(rs *rules.Ruleset, table string, r *rules.Rule, st *State, now 
 // extension-header chain (and hotdrop on a broken one) for that rule.
 func protoGiven(r *rules.Rule) bool {
 	return r.ProtoGiven
+}
+
+// Skip tables. A rule whose header cannot pass for a packet's protocol
+// and fragment state, or whose first match is a tcp match whose
+// --tcp-flags test fails on a readable TCP header, returns "no match"
+// without side effects or hotdrops whatever else it checks: the header
+// is compared before any match, and a first match cannot be preceded by
+// a stateful one. Such rules are skipped outright. A packet gets a class
+// once per chain traversal; skip[class*len(rules)+i] is the first rule at
+// or after i in i's chain that its class does not exclude, or the chain's
+// end.
+
+// maxSkipEntries bounds the tables' size; past it the tcp flag classes
+// are left out.
+const maxSkipEntries = 1 << 22
+
+func (fp *familyProgram) buildSkip() {
+	nr := len(fp.rules)
+	// Every protocol a rule names, and 0, gets a class; every other
+	// protocol shares class 0 (represented by one of them).
+	var used [256]bool
+	used[0] = true
+	for i := range fp.rules {
+		used[fp.rules[i].proto] = true
+	}
+	other := -1
+	var reps []uint8
+	reps = append(reps, 0) // class 0: the unnamed protocols
+	for v := 0; v < 256; v++ {
+		if used[v] {
+			fp.protoCls[v] = uint8(len(reps))
+			reps = append(reps, uint8(v))
+		} else if other < 0 {
+			other = v
+		}
+	}
+	if other >= 0 {
+		reps[0] = uint8(other)
+	}
+	np := len(reps)
+	// tcp flag classes, when a rule starts with a --tcp-flags test.
+	var fmask uint8
+	for i := range fp.rules {
+		if r := &fp.rules[i]; len(r.ops) > 0 && r.ops[0].kind == opTCP && r.ops[0].has2 {
+			fmask |= r.ops[0].b0
+		}
+	}
+	nflag := 0
+	if fmask != 0 {
+		nflag = 256
+		if fmask&0xc0 == 0 {
+			nflag = 64
+		}
+		if (2*np+nflag+1)*nr > maxSkipEntries {
+			nflag = 0
+		}
+	}
+	fp.nflag = uint16(nflag)
+	fp.tcpBase = int32(2 * np)
+	fp.noneCls = int32(2*np + nflag)
+	ncls := 2*np + nflag + 1
+	fp.nskip = int32(nr)
+	fp.skip = make([]int32, ncls*nr)
+	for cls := 0; cls < ncls; cls++ {
+		proto, frag, flags, hasFlags, none := uint8(0), false, uint8(0), false, false
+		switch {
+		case cls < 2*np:
+			proto, frag = reps[cls/2], cls%2 == 1
+		case cls < 2*np+nflag:
+			proto, flags, hasFlags = 6, uint8(cls-2*np), true
+		default:
+			none = true
+		}
+		sk := fp.skip[cls*nr : (cls+1)*nr]
+		for ci := range fp.chains {
+			c := &fp.chains[ci]
+			next := c.end
+			for i := c.end - 1; i >= c.start; i-- {
+				if none || canMatch(&fp.rules[i], fp.fam, proto, frag, flags, hasFlags) {
+					next = i
+				}
+				sk[i] = next
+			}
+		}
+	}
+}
+
+// canMatch reports whether rule r can match a packet of protocol proto
+// (found, for IPv6), a non-first fragment if frag, and, if hasFlags, an
+// unfragmented packet with a readable TCP header carrying flags. It
+// mirrors match's header checks and tcp_mt's flag test.
+func canMatch(r *rule, fam packet.Family, proto uint8, frag bool, flags uint8, hasFlags bool) bool {
+	f := r.flags
+	if fam == packet.FamilyIPv4 {
+		if r.proto != 0 && (proto != r.proto) != (f&fProtoInv != 0) {
+			return false
+		}
+		if f&fFrag != 0 && !frag != (f&fFragInv != 0) {
+			return false
+		}
+	} else if f&fProto != 0 {
+		if proto == r.proto {
+			if f&fProtoInv != 0 {
+				return false
+			}
+		} else if r.proto != 0 && f&fProtoInv == 0 {
+			return false
+		}
+	}
+	if hasFlags && len(r.ops) > 0 && r.ops[0].kind == opTCP && r.ops[0].has2 {
+		o := &r.ops[0]
+		if (flags&o.b0 == o.b1) == o.inv2 {
+			return false
+		}
+	}
+	return true
+}
+
+// skipFor returns the skip table row of p's class.
+func (fp *familyProgram) skipFor(p *packet.Packet) []int32 {
+	cls := fp.noneCls
+	switch {
+	case p.Family == packet.FamilyIPv6 && !p.ProtoFound:
+	case p.Proto == packet.ProtoTCP && fp.nflag != 0 && p.FragOff == 0 && p.L4Len >= 20:
+		cls = fp.tcpBase + int32(p.TCPFlags&uint8(fp.nflag-1))
+	default:
+		cls = 2 * int32(fp.protoCls[p.Proto])
+		if p.FragOff != 0 {
+			cls++
+		}
+	}
+	n := fp.nskip
+	return fp.skip[cls*n : cls*n+n : cls*n+n]
 }

@@ -103,7 +103,6 @@ func (w *Worker) ProcessFrom(p *packet.Packet, now int64, site ResumeSite) Verdi
 		// the frame is not what the evaluator saw): the whole packet.
 		return w.Process(p, now)
 	}
-	w.packets.Add(1)
 	v := w.processFrom(p, now, &site)
 	w.verdicts[v].Add(1)
 	return v

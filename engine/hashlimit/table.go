@@ -229,7 +229,7 @@ func (t *Table) Match(p *packet.Packet, j uint64) (match, hotdrop bool) {
 		idx := ht.buckets[b]
 		for idx != nilIdx {
 			c := ht.ent(idx)
-			if c.k == k {
+			if keyEqual(&c.k, &k) {
 				e = c
 				break
 			}
@@ -523,6 +523,17 @@ func (t *htable) maybeGC(j uint64) {
 	}
 	t.nextGC.Store(runAt + t.gcJ)
 	t.gcMu.Unlock()
+}
+
+// keyEqual compares two keys as four 8-byte words and a 4-byte one,
+// which the compiler keeps in registers, rather than through memequal.
+func keyEqual(a, b *key) bool {
+	le := binary.LittleEndian
+	return le.Uint64(a[0:8]) == le.Uint64(b[0:8]) &&
+		le.Uint64(a[8:16]) == le.Uint64(b[8:16]) &&
+		le.Uint64(a[16:24]) == le.Uint64(b[16:24]) &&
+		le.Uint64(a[24:32]) == le.Uint64(b[24:32]) &&
+		le.Uint32(a[32:36]) == le.Uint32(b[32:36])
 }
 
 // initDst is hashlimit_init_dst: it builds the key from the masked

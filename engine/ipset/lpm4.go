@@ -21,27 +21,31 @@ import (
 //	anything else v        the longest covering prefix's value is v
 //
 // A node stands for the 256 entries of the next 8 address bits. Runs of
-// equal entries are stored once: bit i of node.bits is set when entry i
-// starts a run (differs from entry i-1; bit 0 is always set), and the run
-// values are vals[base:], so entry i is vals[base + rank(i) - 1] where
-// rank counts the set bits up to and including i. cum holds each word's
-// rank prefix so that rank is one popcount. A node is 40 bytes plus 4
-// bytes a run: a /24 holding one /28 costs 52 bytes where an
-// uncompressed DIR-24-8 chunk costs 1 KiB.
+// equal entries are stored once: bit i of the node's bitmap is set when
+// entry i starts a run (differs from entry i-1; bit 0 is always set), and
+// entry i is the rank(i)-th run value, where rank counts the set bits up
+// to and including i. A node's cumulative word ranks make rank one
+// popcount. A node lives in the flat nodes array as
+//
+//	[0:8]  the bitmap, four uint64 words as (low, high) uint32 pairs
+//	[8]    the rank before each bitmap word, one byte each
+//	[9:]   the run values
+//
+// so the values follow the bitmap in memory: a lookup that reaches a
+// node reads one region (usually one or two cache lines) rather than a
+// node and then a separate value array. A node is 36 bytes plus 4 bytes a
+// run: a /24 holding one /28 costs 48 bytes where an uncompressed
+// DIR-24-8 chunk costs 1 KiB.
 type lpm4 struct {
 	first uint8
 	top   []uint32
-	nodes []lpmNode
-	vals  []uint32
+	nodes []uint32
 }
 
-type lpmNode struct {
-	bits [4]uint64
-	base uint32
-	cum  [4]uint8
-}
-
-const lpmChild = 1 << 31
+const (
+	lpmChild    = 1 << 31
+	lpmNodeHead = 9 // words before a node's run values
+)
 
 // lpmPrefix is one input prefix: addr is masked to len bits; val is a
 // value ref (non-zero, below lpmChild).
@@ -54,13 +58,15 @@ type lpmPrefix struct {
 // lookup returns the value of the longest prefix containing ip, or 0.
 func (t *lpm4) lookup(ip uint32) uint32 {
 	e := t.top[ip>>(32-t.first)]
-	shift := 24 - t.first
+	shift := 24 - uint32(t.first)
 	for e&lpmChild != 0 {
-		n := &t.nodes[e&^lpmChild]
+		n := t.nodes[e&^lpmChild:]
 		pos := (ip >> shift) & 255
 		w := pos >> 6
-		k := uint32(n.cum[w&3]) + uint32(bits.OnesCount64(n.bits[w&3]&(2<<(pos&63)-1)))
-		e = t.vals[n.base+k-1]
+		word := n[2*w : 2*w+2 : 2*w+2]
+		b := uint64(word[0]) | uint64(word[1])<<32
+		k := (n[8] >> (8 * w) & 255) + uint32(bits.OnesCount64(b&(2<<(pos&63)-1)))
+		e = n[lpmNodeHead-1+k]
 		shift -= 8
 	}
 	return e
@@ -68,7 +74,7 @@ func (t *lpm4) lookup(ip uint32) uint32 {
 
 // bytes is the table's memory footprint.
 func (t *lpm4) bytes() int {
-	return 4*cap(t.top) + 40*cap(t.nodes) + 4*cap(t.vals)
+	return 4*cap(t.top) + 4*cap(t.nodes)
 }
 
 // sortPrefixes4 orders prefixes by address, then shorter first: a prefix
@@ -107,7 +113,6 @@ func newLPM4(ps []lpmPrefix, first uint8) *lpm4 {
 		i = j
 	}
 	t.nodes = slices.Clip(t.nodes)
-	t.vals = slices.Clip(t.vals)
 	return t
 }
 
@@ -134,19 +139,26 @@ func (t *lpm4) build(ps []lpmPrefix, depth, base uint32) uint32 {
 		ent[b] = t.build(ps[i:j], depth+8, ent[b])
 		i = j
 	}
-	var n lpmNode
-	n.base = uint32(len(t.vals))
+	at := uint32(len(t.nodes))
+	var bm [4]uint64
+	var vals [256]uint32
+	nv := 0
 	for i, v := range ent {
 		if i == 0 || v != ent[i-1] {
-			n.bits[i>>6] |= 1 << (i & 63)
-			t.vals = append(t.vals, v)
+			bm[i>>6] |= 1 << (i & 63)
+			vals[nv] = v
+			nv++
 		}
 	}
-	for w := 1; w < 4; w++ {
-		n.cum[w] = n.cum[w-1] + uint8(bits.OnesCount64(n.bits[w-1]))
+	var cum, c uint32
+	for w := 0; w < 4; w++ {
+		cum |= c << (8 * w)
+		c += uint32(bits.OnesCount64(bm[w]))
+		t.nodes = append(t.nodes, uint32(bm[w]), uint32(bm[w]>>32))
 	}
-	t.nodes = append(t.nodes, n)
-	return lpmChild | uint32(len(t.nodes)-1)
+	t.nodes = append(t.nodes, cum)
+	t.nodes = append(t.nodes, vals[:nv]...)
+	return lpmChild | at
 }
 
 func fill(s []uint32, v uint32) {

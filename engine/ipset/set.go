@@ -164,6 +164,14 @@ func (s *Set) Len() int { return len(s.elems) }
 
 // Match is xt_set's set_match_v4 for this set: ip_set_test, then inversion.
 func (s *Set) Match(p *packet.Packet, dirs []Dir, flags MatchFlags, now int64) bool {
+	if s.net4 != nil && len(dirs) > 0 && p.Family == packet.FamilyIPv4 && now <= s.netFastUntil &&
+		(!s.withCounters || flags.SkipCounterUpdate) && !countersMatch(flags) {
+		// testNet's fast path for an IPv4 hash:net set with nothing to
+		// check or count on the element: one lookup decides.
+		r := s.net4.lookup(v4(addrOf(p, dirs[0])))
+		hit := r != 0 && ((r-1)&1 == 0) != flags.ReturnNomatch
+		return hit != flags.Invert
+	}
 	return s.test(p, dirs, flags, countersMatch(flags), now) != flags.Invert
 }
 
