@@ -19,10 +19,11 @@ const (
 	ConfigNFT      = "nft netdev ingress"
 	ConfigAFXDP    = "sluice AF_XDP"
 	ConfigXDP      = "sluice XDP"
+	ConfigXDPDrop  = "bare XDP_DROP"
 )
 
 // Configs lists every configuration.
-var Configs = []string{ConfigIptables, ConfigNFT, ConfigAFXDP, ConfigXDP}
+var Configs = []string{ConfigIptables, ConfigNFT, ConfigAFXDP, ConfigXDP, ConfigXDPDrop}
 
 // Options configures Run.
 type Options struct {
@@ -115,7 +116,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep.Notes = append(rep.Notes,
 		"one veth: the XDP live-frames generator and the legitimate client share the sender namespace; the server's receive processing runs in the generator's softirq context, so offered and received rates are coupled",
 		"CPU is machine-wide (/proc/stat), other processes on the machine included",
-		"nft: a hand translation that drops the flood's signatures (see benchlive.NFTRules), without the blocklist sets")
+		"nft: a hand translation that drops the flood's signatures (see benchlive.NFTRules), without the blocklist sets",
+		"bare XDP_DROP: a program that drops every frame, legitimate ones included: the ceiling any XDP filter is measured against")
 	for _, name := range opts.Configs {
 		m := Measurement{Config: name, CPUs: runtime.NumCPU()}
 		var runner Runner
@@ -124,6 +126,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			runner = opts.Runners[TierAFXDP]
 		case ConfigXDP:
 			runner = opts.Runners[TierXDP]
+		case ConfigXDPDrop:
+			runner = xdpDropRunner
 		case ConfigIptables, ConfigNFT:
 		default:
 			return nil, fmt.Errorf("benchlive: unknown configuration %q", name)
