@@ -216,10 +216,15 @@ const resHotdropVerdict = targetKind(255)
 // runChain is ipt_do_table for one hook: it returns tAccept, tDrop or
 // resHotdropVerdict.
 func (w *Worker) runChain(fp *familyProgram, entry int32, p *packet.Packet, j uint64) targetKind {
+	return w.runFrom(fp, entry, entry, fp.chains[entry].start, 0, p, j)
+}
+
+// runFrom is the traversal loop, entered at rule i of chain cur with sp
+// return points already on w.stack: runChain starts at the hook's first
+// rule, ProcessFrom resumes where the XDP program handed the packet over.
+// The skip tables are exact from any starting rule.
+func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *packet.Packet, j uint64) targetKind {
 	ctr := w.ctr[p.Family]
-	sp := 0
-	cur := entry
-	i := fp.chains[cur].start
 	l3len := uint64(p.Len)
 	sk := fp.skipFor(p)
 	for {

@@ -154,58 +154,5 @@ func (w *Worker) processFrom(p *packet.Packet, now int64, site *ResumeSite) Verd
 // runChainFrom is runChain entered at rule i of chain cur with the
 // return points of stack pending.
 func (w *Worker) runChainFrom(fp *familyProgram, entry, cur, i int32, stack []stackEntry, p *packet.Packet, j uint64) targetKind {
-	ctr := w.ctr[p.Family]
-	sp := copy(w.stack, stack)
-	l3len := uint64(p.Len)
-	for {
-		c := &fp.chains[cur]
-		if i >= c.end {
-			if c.builtin {
-				return w.policy(ctr, c, l3len)
-			}
-			if sp == 0 {
-				return w.policy(ctr, &fp.chains[entry], l3len)
-			}
-			sp--
-			i, cur = w.stack[sp].ret, w.stack[sp].chain
-			continue
-		}
-		r := &fp.rules[i]
-		switch w.match(r, p, j) {
-		case resNo:
-			i++
-			continue
-		case resHotdrop:
-			return resHotdropVerdict
-		}
-		ctr[r.ctr].Add(1)
-		ctr[r.ctr+1].Add(l3len)
-		switch r.kind {
-		case tContinue:
-			if r.log && w.logSink != nil {
-				w.log(r, p, w.now)
-			}
-			i++
-		case tAccept:
-			w.lastRule = i
-			return tAccept
-		case tDrop:
-			w.lastRule = i
-			return tDrop
-		case tReturn:
-			if sp == 0 {
-				return w.policy(ctr, &fp.chains[entry], l3len)
-			}
-			sp--
-			i, cur = w.stack[sp].ret, w.stack[sp].chain
-		case tJump:
-			w.stack[sp] = stackEntry{ret: i + 1, chain: cur}
-			sp++
-			cur = r.jump
-			i = fp.chains[cur].start
-		case tGoto:
-			cur = r.jump
-			i = fp.chains[cur].start
-		}
-	}
+	return w.runFrom(fp, entry, cur, i, copy(w.stack, stack), p, j)
 }
