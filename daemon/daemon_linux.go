@@ -446,7 +446,7 @@ func (d *Daemon) Report() *report.Report {
 		}
 	}
 	rep := tg.pr.Report(ws...)
-	vals, err := tg.filter.ReadCounters()
+	vals, err := tg.readCounters()
 	if err != nil {
 		vals = nil
 	}
@@ -461,7 +461,7 @@ func (d *Daemon) XDPCounters() ([]uint64, error) {
 	if tg == nil {
 		return nil, nil
 	}
-	return tg.filter.ReadCounters()
+	return tg.readCounters()
 }
 
 // XDPSpec is the compiled program's description; nil without Config.XDP.
@@ -496,7 +496,7 @@ func (d *Daemon) Stop() error {
 		}
 		d.captureMu.Unlock()
 		if tg := d.tier.Load(); tg != nil {
-			errs = append(errs, tg.filter.Close())
+			errs = append(errs, tg.close())
 		}
 		if d.caps != nil {
 			errs = append(errs, d.caps.Close())
@@ -530,7 +530,7 @@ func (d *Daemon) Abandon() {
 		d.red.Close()
 	}
 	if tg := d.tier.Load(); tg != nil {
-		tg.filter.Close()
+		tg.close()
 	}
 	if d.caps != nil {
 		d.caps.Close()
@@ -672,7 +672,7 @@ func (d *Daemon) reloadTier() error {
 	if err := updateLink(d.link, tg.filter); err != nil {
 		d.tier.Store(old)
 		d.live.Swap(old.pr)
-		tg.filter.Close()
+		tg.close()
 		return err
 	}
 	d.captureMu.Lock()
@@ -680,7 +680,7 @@ func (d *Daemon) reloadTier() error {
 		d.xcap.rearm(c, tg.spec)
 	}
 	d.captureMu.Unlock()
-	old.filter.Close()
+	old.close()
 	d.logf("sluice: %s: reloaded: XDP program replaced (generation %d, %d instructions, %d fallback site(s)); frames already handed over finish with the previous ruleset",
 		d.cfg.Iface, tg.gen, tg.spec.Instructions(), len(tg.spec.Fallback))
 	return nil

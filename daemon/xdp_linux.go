@@ -185,13 +185,13 @@ func (d *XDPDaemon) build(rs4, rs6 *rules.Ruleset, gen uint8) (*tierGen, error) 
 func (d *XDPDaemon) Spec() *xdp.Spec { return d.tier.Load().spec }
 
 // Counters reads the program's counters, summed over CPUs.
-func (d *XDPDaemon) Counters() ([]uint64, error) { return d.tier.Load().filter.ReadCounters() }
+func (d *XDPDaemon) Counters() ([]uint64, error) { return d.tier.Load().readCounters() }
 
 // Report reads the counters now and returns the report the engine would
 // give for the same packets (since the last reload).
 func (d *XDPDaemon) Report() *report.Report {
 	tg := d.tier.Load()
-	vals, err := tg.filter.ReadCounters()
+	vals, err := tg.readCounters()
 	if err != nil {
 		vals = nil
 	}
@@ -234,7 +234,7 @@ func (d *XDPDaemon) reload() error {
 		return err
 	}
 	if err := updateLink(d.link, tg.filter); err != nil {
-		tg.filter.Close()
+		tg.close()
 		return err
 	}
 	tg.prev = &tierGen{gen: old.gen, spec: old.spec, rules4: old.rules4, rules6: old.rules6}
@@ -244,7 +244,7 @@ func (d *XDPDaemon) reload() error {
 		d.capture.x.rearm(d.capture.session, tg.spec)
 	}
 	d.capture.mu.Unlock()
-	old.filter.Close()
+	old.close()
 	d.logf("sluice: %s: reloaded: XDP program replaced (generation %d, %d instructions, %d set map(s))", d.cfg.Iface, tg.gen, tg.spec.Instructions(), len(tg.spec.Sets))
 	return nil
 }
@@ -302,7 +302,7 @@ func (d *XDPDaemon) Stop() error {
 		}
 		d.capture.mu.Unlock()
 		if tg := d.tier.Load(); tg != nil {
-			errs = append(errs, tg.filter.Close())
+			errs = append(errs, tg.close())
 		}
 		if d.caps != nil {
 			errs = append(errs, d.caps.Close())
@@ -323,7 +323,7 @@ func (d *XDPDaemon) Abandon() {
 			d.link.Close()
 		}
 		if tg := d.tier.Load(); tg != nil {
-			tg.filter.Close()
+			tg.close()
 		}
 		if d.caps != nil {
 			d.caps.Close()

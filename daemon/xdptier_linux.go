@@ -52,6 +52,34 @@ type tierGen struct {
 	sites []engine.ResumeSite
 	// prev is the generation this one replaced (its prev is nil).
 	prev *tierGen
+
+	// mu orders counter reads (scrapes, stats) against the close of a
+	// generation a reload replaced: a reader that loaded this generation
+	// just before the swap must not read maps being closed.
+	mu     sync.RWMutex
+	closed bool
+}
+
+// readCounters reads the program's counters, or fails once the
+// generation is closed.
+func (tg *tierGen) readCounters() ([]uint64, error) {
+	tg.mu.RLock()
+	defer tg.mu.RUnlock()
+	if tg.closed {
+		return nil, errors.New("daemon: the XDP program was replaced by a reload")
+	}
+	return tg.filter.ReadCounters()
+}
+
+// close closes the generation's program and maps once no reader uses them.
+func (tg *tierGen) close() error {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	if tg.closed {
+		return nil
+	}
+	tg.closed = true
+	return tg.filter.Close()
 }
 
 // compileTier compiles rs4 and rs6 for ifc as generation gen, with the
