@@ -51,6 +51,14 @@ type CompileOptions struct {
 	// (SiteGenFromMeta) and in capture records, so that a reload can tell
 	// the frames of the program it replaced from the new one's.
 	Generation uint8
+	// RateLimits selects where -m limit and -m hashlimit run
+	// (ratelimit.go); HZ is the kernel's CONFIG_HZ they count in (0:
+	// jiffies.DefaultHZ); TestClock makes the program read jiffies from
+	// a map the caller writes (Filter.SetTestClock) instead of
+	// bpf_jiffies64, for differential tests.
+	RateLimits RateLimitMode
+	HZ         uint64
+	TestClock  bool
 }
 
 // Spec is a compiled ruleset pair: an XDP program and the map of its
@@ -79,6 +87,9 @@ type Spec struct {
 	XSKs *ebpf.MapSpec
 	// Capture describes the capture maps (CompileOptions.Capture).
 	Capture *CaptureSpec
+	// RateLimits describes the rate-limit maps (CompileOptions.RateLimits),
+	// nil when no limit or hashlimit runs in the program.
+	RateLimits *RateLimitSpec
 
 	owner []int32 // per instruction: index into Rules, or -1
 }
@@ -267,6 +278,7 @@ type gen struct {
 
 	usedMalformed [16]bool
 	siteInsn      []int // instruction index of each fallback site
+	rl            rateGen
 }
 
 func newGen(opts CompileOptions, long bool) *gen {
@@ -449,6 +461,7 @@ func (g *gen) program(rs4, rs6 *rules.Ruleset) error {
 		return fmt.Errorf("the rulesets need %d counters; one per-CPU value holds at most %d", g.nctr, maxCounterValue/8)
 	}
 
+	g.scanRateLimits(rs4, rs6)
 	g.prologue()
 	g.parseL2(rs4 != nil, rs6 != nil)
 	if rs4 != nil {
@@ -464,6 +477,7 @@ func (g *gen) program(rs4, rs6 *rules.Ruleset) error {
 		g.hooks(rs6)
 	}
 	g.exits()
+	g.rateExits()
 	if g.err != nil {
 		return g.err
 	}
@@ -900,7 +914,7 @@ func (g *gen) finish() (*Spec, error) {
 	used := map[string]bool{}
 	for i := range g.insns {
 		ref := g.insns[i].Reference()
-		if ref == "" || ref == "counters" || ref == "xsks" || strings.HasPrefix(ref, "set_") || isCaptureRef(ref) {
+		if ref == "" || ref == "counters" || ref == "xsks" || strings.HasPrefix(ref, "set_") || isCaptureRef(ref) || isRateRef(ref) {
 			continue
 		}
 		c, ok := alias[ref]
@@ -932,6 +946,8 @@ func (g *gen) finish() (*Spec, error) {
 	if g.opts.XSKQueues > 0 {
 		g.spec.XSKs = &ebpf.MapSpec{Name: "sluice_xsks", Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: uint32(g.opts.XSKQueues)}
 	}
+	g.finishRateLimits()
+	g.spec.RateLimits = g.rl.spec
 	g.spec.owner = g.owner
 	return g.spec, nil
 }
@@ -950,6 +966,9 @@ func (g *gen) deadCode() {
 			reach[i] = true
 			ins := &g.insns[i]
 			cls := ins.OpCode.Class()
+			if ins.IsLoadOfFunctionPointer() {
+				work = append(work, g.labels[ins.Reference()]) // a callback (ratelimit.go)
+			}
 			if cls.IsJump() {
 				op := ins.OpCode.JumpOp()
 				if op == asm.Exit {

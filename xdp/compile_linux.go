@@ -21,6 +21,7 @@ type Filter struct {
 	XSKs *ebpf.Map
 	spec *Spec
 	sets []*ebpf.Map
+	rl   *rateMaps // ratelimit_linux.go
 }
 
 // Load creates the counter map and loads the program. When the verifier
@@ -41,6 +42,7 @@ func (s *Spec) load(repl map[string]*ebpf.Map) (*Filter, error) {
 		cs.Maps["xsks"] = s.XSKs.Copy()
 	}
 	s.captureMaps(cs)
+	s.rateLimitMaps(cs)
 	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
 		return nil, s.explain(err)
@@ -54,6 +56,10 @@ func (s *Spec) load(repl map[string]*ebpf.Map) (*Filter, error) {
 		f.sets = append(f.sets, f.XSKs)
 	}
 	f.sets = append(f.sets, s.capturedMaps(coll)...)
+	if err := f.rateLimitLoaded(coll); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return f, nil
 }
 

@@ -604,9 +604,9 @@ func (g *gen) match(m rules.Match, fail string) string {
 	case *rules.String:
 		return "string needs a payload search"
 	case *rules.Limit:
-		return "limit keeps a token bucket in userspace"
+		return g.limitMatch(m, fail)
 	case *rules.Hashlimit:
-		return "hashlimit keeps per-flow buckets in userspace"
+		return g.hashlimitMatch(m, fail)
 	case *rules.Recent:
 		return "recent keeps its address lists in userspace"
 	case *rules.Set:

@@ -42,6 +42,13 @@
 // XDP_PASS. Nothing is approximated: `sluice run --mode xdp` refuses a
 // ruleset with fallback sites.
 //
+// limit and hashlimit (IPv4 tables, rev 3) can also run in the program,
+// with the kernel's arithmetic, spin-locked buckets in BPF maps and the
+// engine's GC schedule (CompileOptions.RateLimits = RateLimitsXDP; see
+// ratelimit.go). It stays off by default: in auto mode a rule's state must
+// live in one tier, and the userspace engine does not read the program's
+// buckets yet.
+//
 // The differential tests (compile_linux_test.go) run the built-in
 // example's capture and synthetic frames through the loaded program with
 // BPF_PROG_TEST_RUN and through engine.Worker, and require the same
