@@ -19,6 +19,7 @@ package hashlimit
 
 import (
 	"fmt"
+	"github.com/sluice-project/sluice/internal/clib"
 	"math"
 	"strconv"
 	"strings"
@@ -292,40 +293,6 @@ type RateError struct {
 
 func (e *RateError) Error() string { return fmt.Sprintf("hashlimit: %s (value %q)", e.Reason, e.Text) }
 
-// strtoll is glibc's strtoll(s, NULL, 10), which atoll calls: white
-// space, sign, digits, saturation on overflow, 0 without digits.
-func strtoll(s string) int64 {
-	i := 0
-	for i < len(s) && (s[i] == ' ' || (s[i] >= '\t' && s[i] <= '\r')) {
-		i++
-	}
-	neg := false
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
-	var v uint64
-	over := false
-	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		d := uint64(s[i] - '0')
-		if v > (1<<63)/10 || v*10+d > 1<<63 {
-			over = true
-			continue
-		}
-		v = v*10 + d
-	}
-	if neg {
-		if over {
-			return math.MinInt64
-		}
-		return -int64(v-1) - 1
-	}
-	if over || v > math.MaxInt64 {
-		return math.MaxInt64
-	}
-	return int64(v)
-}
-
 func factor(c byte) uint64 {
 	switch c {
 	case 'm':
@@ -369,7 +336,7 @@ func ParseRate(s string) (avg uint64, bytes bool, err error) {
 // iptables uses for the default expiry (15 for byte rates).
 func ParseRateMult(s string) (avg uint64, bytes bool, mult uint32, err error) {
 	if i := strings.Index(s, "b/s"); i > 0 {
-		if r := uint64(strtoll(s)); r != 0 {
+		if r := uint64(clib.Strtoll(s)); r != 0 {
 			tmp := r * factor(s[i-1])
 			cost, ok := bytesToCost(tmp)
 			if !ok {
@@ -398,7 +365,7 @@ func ParseRateMult(s string) (avg uint64, bytes bool, mult uint32, err error) {
 			return 0, false, 0, &RateError{Text: s, Reason: "Bad value: the unit after '/' must be a prefix of second, minute, hour or day"}
 		}
 	}
-	r := uint64(strtoll(s))
+	r := uint64(clib.Strtoll(s))
 	if r == 0 {
 		return 0, false, 0, &RateError{Text: s, Reason: "Bad value: the rate must start with a non-zero integer"}
 	}

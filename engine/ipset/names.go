@@ -1,5 +1,7 @@
 package ipset
 
+import "github.com/sluice-project/sluice/internal/clib"
+
 // The names ipset prints and accepts. ipset resolves protocols with
 // getprotobyname(3) and ports with getservbyname(3); sluice must read a
 // file identically on any host, so the names are fixed here: protocols
@@ -299,7 +301,7 @@ func icmpTable(proto uint8) []icmpName {
 // STREQ-on-prefix lookup effectively does for the full names.
 func icmpByName(proto uint8, s string) (uint16, bool) {
 	for _, n := range icmpTable(proto) {
-		if equalFold(n.name, s) {
+		if clib.EqualFoldASCII(n.name, s) {
 			return n.tc, true
 		}
 	}
@@ -328,23 +330,4 @@ func protoString(p uint8) string {
 		return n
 	}
 	return itoa(uint64(p))
-}
-
-func equalFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -15,6 +15,7 @@ package limit
 
 import (
 	"fmt"
+	"github.com/sluice-project/sluice/internal/clib"
 	"strconv"
 	"sync/atomic"
 )
@@ -177,70 +178,16 @@ func unitMult(u string) (uint32, bool) {
 		name string
 		mult uint32
 	}{{"second", 1}, {"minute", 60}, {"hour", 3600}, {"day", 86400}} {
-		if len(u) <= len(c.name) && equalFoldASCII(u, c.name[:len(u)]) {
+		if len(u) <= len(c.name) && clib.EqualFoldASCII(u, c.name[:len(u)]) {
 			return c.mult, true
 		}
 	}
 	return 0, false
 }
 
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
-}
-
-// strtoll is glibc's strtoll(s, NULL, 10): leading white space, an
-// optional sign, then digits; it saturates on overflow and returns 0 when
-// there are no digits. iptables' atoi/atoll are built on it.
-func strtoll(s string) int64 {
-	i := 0
-	for i < len(s) && (s[i] == ' ' || (s[i] >= '\t' && s[i] <= '\r')) {
-		i++
-	}
-	neg := false
-	if i < len(s) && (s[i] == '+' || s[i] == '-') {
-		neg = s[i] == '-'
-		i++
-	}
-	var v uint64
-	over := false
-	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		d := uint64(s[i] - '0')
-		if v > (1<<63)/10 || v*10+d > 1<<63 {
-			over = true
-			continue
-		}
-		v = v*10 + d
-	}
-	if neg {
-		if over {
-			return -1 << 63
-		}
-		return -int64(v-1) - 1
-	}
-	if over || v > 1<<63-1 {
-		return 1<<63 - 1
-	}
-	return int64(v)
-}
-
 // atoi is glibc's atoi: (int)strtol, i.e. the saturated long truncated
 // to 32 bits.
-func atoi(s string) int32 { return int32(strtoll(s)) }
+func atoi(s string) int32 { return clib.Atoi(s) }
 
 // ParseRate converts a --limit value as libxt_limit's parse_rate does:
 // "N[/unit]" with N read by atoi (trailing junk ignored, negative values
