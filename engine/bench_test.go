@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"io"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"reflect"
@@ -389,8 +390,76 @@ func TestReferenceMix(t *testing.T) {
 	t.Logf("verdicts accept %d drop %d hotdrop %d; %d rules hit", v[engine.Accept], v[engine.Drop], v[engine.Hotdrop], hit)
 }
 
-// TestSkipTablesExact: the skip tables change nothing. The reference mix
-// and the example capture (with fresh random sources) run through a
+// randomTraffic returns n IPv4 frames with random protocols (mostly
+// TCP, UDP and ICMP), ports (biased to the ones the rulesets name), TCP
+// flags, ICMP types and codes, TTLs, TOS, lengths, sources (some from the
+// rulesets' sets and prefixes), broadcast destinations, fragments (first,
+// non-first and the offset-8 "evil" one) and truncated transport headers.
+func randomTraffic(seed uint64, n int) [][]byte {
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	ports := []uint16{0, 19, 22, 53, 80, 123, 389, 443, 1900, 3702, 8080, 11211, 27015}
+	port := func() uint16 {
+		if rng.IntN(2) == 0 {
+			return ports[rng.IntN(len(ports))]
+		}
+		return uint16(rng.Uint32())
+	}
+	srcs := []uint32{0x7f000001, 0xc6120001, 0xc6130203, 0xcb007142, 0xcb007132, 0xc0000282, 0x0a000001, 0x01012a2a, 0xc6336402}
+	dst := netip.MustParseAddr("198.51.100.10")
+	frames := make([][]byte, 0, n)
+	for len(frames) < n {
+		var sb [4]byte
+		if rng.IntN(4) == 0 {
+			binary.BigEndian.PutUint32(sb[:], srcs[rng.IntN(len(srcs))])
+		} else {
+			binary.BigEndian.PutUint32(sb[:], rng.Uint32())
+		}
+		src := netip.AddrFrom4(sb)
+		payload := make([]byte, []int{0, 10, 60, 300, 600, 1100, 1400}[rng.IntN(7)]+rng.IntN(20))
+		for i := range payload {
+			payload[i] = byte(rng.IntN(4))
+		}
+		proto := []uint8{6, 6, 6, 17, 17, 1, 47, 0}[rng.IntN(8)]
+		if proto == 0 {
+			proto = uint8(rng.Uint32())
+		}
+		var l4 []byte
+		switch proto {
+		case 6:
+			flags := uint8(rng.Uint32())
+			if rng.IntN(2) == 0 {
+				flags = []uint8{packet.TCPSyn, packet.TCPAck, packet.TCPAck | packet.TCPPsh, packet.TCPSyn | packet.TCPAck, 0, 0xff}[rng.IntN(6)]
+			}
+			var opts []byte
+			if rng.IntN(2) == 0 {
+				opts = []byte{2, 4, 5, 0xb4}
+			}
+			l4 = packet.BuildTCPWithOptions(port(), port(), flags, opts, payload)
+		case 17:
+			l4 = packet.BuildUDP(port(), port(), payload)
+		case 1:
+			l4 = packet.BuildICMP(uint8(rng.IntN(20)), uint8(rng.IntN(6)), rng.Uint32(), payload)
+		default:
+			l4 = payload
+		}
+		if rng.IntN(20) == 0 {
+			l4 = l4[:rng.IntN(min(len(l4), 24)+1)] // truncated transport header
+		}
+		opts := []packet.BuildOpt{packet.WithTTL(uint8(rng.Uint32())), packet.WithTOS(uint8(rng.Uint32())), packet.WithID(rng.Uint32())}
+		if rng.IntN(10) == 0 {
+			opts = append(opts, packet.WithFragment([]uint16{0, 8, 16, 1480}[rng.IntN(4)], rng.IntN(2) == 0))
+		}
+		if rng.IntN(10) == 0 {
+			opts = append(opts, packet.WithDstMAC([6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}))
+		}
+		frames = append(frames, packet.BuildIPv4(src, dst, proto, l4, opts...))
+	}
+	return frames
+}
+
+// TestSkipTablesExact: the skip tables change nothing. The reference mix,
+// the example capture (with fresh random sources) and random traffic
+// (randomTraffic) run through a
 // program with skip tables and one without give the same verdict for
 // every packet and the same counters for every rule.
 func TestSkipTablesExact(t *testing.T) {
@@ -414,6 +483,10 @@ func TestSkipTablesExact(t *testing.T) {
 			decodeAll(packet.LinkEthernet, referenceMix()), 0},
 		{"example", examples.Rules4Name, examples.SetsName, examples.Rules4, examples.Sets,
 			decodeAll(c.link, append(append([][]byte(nil), c.frames...), randomSources(c.link, c.frames, 20000)...)), c.ts[0]},
+		{"reference-random", "testdata/reference.rules", "testdata/reference.ipset", rulesText, setsText,
+			decodeAll(packet.LinkEthernet, randomTraffic(1, 20000)), 0},
+		{"example-random", examples.Rules4Name, examples.SetsName, examples.Rules4, examples.Sets,
+			decodeAll(packet.LinkEthernet, randomTraffic(2, 20000)), c.ts[0]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fast := compileFiles(t, tc.rulesName, tc.rulesText, tc.setsName, tc.setsText, tc.t0)
