@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 )
 
 // command is one subcommand.
@@ -116,8 +115,4 @@ func newFlagSet(name, usageLine string, stderr io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
-}
-
-func indent(s, pfx string) string {
-	return pfx + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+pfx)
 }

@@ -65,9 +65,8 @@ func TestRunFailsOpenOnSIGKILL(t *testing.T) {
 			cmd.Wait()
 		}
 	})
-	var st *daemon.Stats
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		if st, err = daemon.ReadControl(ctl); err == nil {
+		if _, err = daemon.ReadControl(ctl); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -88,8 +87,8 @@ func TestRunFailsOpenOnSIGKILL(t *testing.T) {
 	if cs := requests(5); cs.Succeeded != 5 {
 		t.Fatalf("through sluice: %d of 5 requests succeeded", cs.Succeeded)
 	}
-	if st, _ = daemon.ReadControl(ctl); st.Totals().Reinjected == 0 {
-		t.Fatalf("sluice re-injected nothing: %+v", st.Totals())
+	if st, _ := daemon.ReadControl(ctl); st == nil || st.Totals().Reinjected == 0 {
+		t.Fatal("sluice re-injected nothing")
 	}
 
 	// A crash: no signal handler runs, nothing is cleaned up by sluice.

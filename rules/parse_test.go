@@ -59,14 +59,6 @@ func oneRule(t *testing.T, fam packet.Family, line string) *rules.Rule {
 	return c.Rules[0]
 }
 
-func am(s string) rules.AddrMask {
-	a, err := rules.ParseAddrMask(s, packet.FamilyIPv4)
-	if err != nil {
-		panic(err)
-	}
-	return a
-}
-
 func TestParseMatches(t *testing.T) {
 	v4 := packet.FamilyIPv4
 	v6 := packet.FamilyIPv6

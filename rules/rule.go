@@ -10,15 +10,14 @@ import (
 
 // ruleBuilder collects one rule line before comma lists expand it.
 type ruleBuilder struct {
-	r        Rule
-	srcs     []AddrMask
-	dsts     []AddrMask
-	seen     map[string]bool
-	matches  []MatchParser
-	mnames   []token
-	targetOK bool
-	tgt      *targetParser
-	listTok  token // the -s/-d word that holds a comma list, if any
+	r       Rule
+	srcs    []AddrMask
+	dsts    []AddrMask
+	seen    map[string]bool
+	matches []MatchParser
+	mnames  []token
+	tgt     *targetParser
+	listTok token // the -s/-d word that holds a comma list, if any
 }
 
 // rule parses the words after "-A CHAIN".

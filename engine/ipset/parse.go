@@ -347,12 +347,11 @@ func newBitmap(n int) []int32 {
 
 // addOpts are the per-element options of an add line.
 type addOpts struct {
-	e       elem
-	before  string
-	after   bool
-	hasRef  bool
-	refTok  token
-	optsTok token
+	e      elem
+	before string
+	after  bool
+	hasRef bool
+	refTok token
 }
 
 func (p *parser) add(toks []token) error {

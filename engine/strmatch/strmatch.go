@@ -194,7 +194,7 @@ func (m *Matcher) Match(l3 []byte) bool {
 		window = window[:limit]
 	}
 	if !m.icase {
-		return bytes.Index(window, m.pat) >= 0
+		return bytes.Contains(window, m.pat)
 	}
 	return bmFind(window, m.pat, &m.bad, m.good, true) >= 0
 }
