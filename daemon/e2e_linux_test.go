@@ -70,14 +70,28 @@ type topo struct {
 
 func newTopo(t *testing.T) *topo {
 	t.Helper()
+	return buildTopo(t, topoOptions{prefix: "e2e", clIf: clIf, svIf: svIf, kernelRules: kernelRules})
+}
+
+// topoOptions vary the e2e topology: interface names, RX/TX queues of
+// each veth end (0: the default, one), the server's own iptables rules.
+type topoOptions struct {
+	prefix, clIf, svIf string
+	queues             int
+	kernelRules        string
+}
+
+func buildTopo(t *testing.T, o topoOptions) *topo {
+	t.Helper()
+	clIf, svIf := o.clIf, o.svIf
 	testnet.RequireForTest(t)
 	tp := &topo{lockDir: t.TempDir()}
 	var err error
-	if tp.c, err = testnet.NewNS("e2e-c"); err != nil {
+	if tp.c, err = testnet.NewNS(o.prefix + "-c"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tp.c.Close() })
-	if tp.s, err = testnet.NewNS("e2e-s"); err != nil {
+	if tp.s, err = testnet.NewNS(o.prefix + "-s"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tp.s.Close() })
@@ -89,7 +103,7 @@ func newTopo(t *testing.T) *topo {
 	}{
 		{tp.c, []string{"sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"}},
 		{tp.s, []string{"sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"}},
-		{tp.c, []string{"ip", "link", "add", clIf, "type", "veth", "peer", "name", svIf, "netns", tp.s.Name}},
+		{tp.c, vethArgs(clIf, svIf, o.queues, tp.s.Name)},
 		{tp.c, []string{"ip", "addr", "add", clAddr.String() + "/24", "dev", clIf}},
 		{tp.s, []string{"ip", "addr", "add", svAddr.String() + "/24", "dev", svIf}},
 		{tp.c, []string{"ip", "link", "set", clIf, "up"}},
@@ -104,7 +118,7 @@ func newTopo(t *testing.T) *topo {
 			t.Fatal(err)
 		}
 	}
-	if _, err := tp.s.RunInput(ctx, []byte(kernelRules), "iptables-legacy-restore"); err != nil {
+	if _, err := tp.s.RunInput(ctx, []byte(o.kernelRules), "iptables-legacy-restore"); err != nil {
 		t.Fatal(err)
 	}
 	for _, x := range []struct {
@@ -139,6 +153,21 @@ func newTopo(t *testing.T) *topo {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return tp
+}
+
+// vethArgs is `ip link add` for a veth pair, with queues RX and TX queues
+// on each end when queues > 0.
+func vethArgs(a, b string, queues int, peerNS string) []string {
+	args := []string{"ip", "link", "add", a}
+	q := []string{}
+	if queues > 0 {
+		n := strconv.Itoa(queues)
+		q = []string{"numtxqueues", n, "numrxqueues", n}
+	}
+	args = append(args, q...)
+	args = append(args, "type", "veth", "peer", "name", b)
+	args = append(args, q...)
+	return append(args, "netns", peerNS)
 }
 
 func (tp *topo) program(t *testing.T) *engine.Program {

@@ -68,48 +68,12 @@ COMMIT
 
 func newMQTopo(t *testing.T) *topo {
 	t.Helper()
-	testnet.RequireForTest(t)
-	tp := &topo{lockDir: t.TempDir()}
-	var err error
-	if tp.c, err = testnet.NewNS("mq-c"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tp.c.Close() })
-	if tp.s, err = testnet.NewNS("mq-s"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tp.s.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	nq := fmt.Sprint(mqQueues)
-	steps := []struct {
-		ns   *testnet.NS
-		args []string
-	}{
-		{tp.c, []string{"sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"}},
-		{tp.s, []string{"sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"}},
-		{tp.c, []string{"ip", "link", "add", mqClIf, "numtxqueues", nq, "numrxqueues", nq, "type", "veth",
-			"peer", "name", mqSvIf, "numtxqueues", nq, "numrxqueues", nq, "netns", tp.s.Name}},
-		{tp.c, []string{"ip", "addr", "add", clAddr.String() + "/24", "dev", mqClIf}},
-		{tp.s, []string{"ip", "addr", "add", svAddr.String() + "/24", "dev", mqSvIf}},
-		{tp.c, []string{"ip", "link", "set", mqClIf, "up"}},
-		{tp.s, []string{"ip", "link", "set", mqSvIf, "up"}},
-		{tp.s, []string{"ip", "route", "add", "default", "via", clAddr.String()}},
-	}
-	for _, st := range steps {
-		if _, err := st.ns.Run(ctx, st.args[0], st.args[1:]...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := tp.s.RunInput(ctx, []byte(mqKernelRules), "iptables-legacy-restore"); err != nil {
-		t.Fatal(err)
-	}
+	tp := buildTopo(t, topoOptions{prefix: "mq", clIf: mqClIf, svIf: mqSvIf, queues: mqQueues, kernelRules: mqKernelRules})
 	for _, x := range []struct {
 		ns  *testnet.NS
 		ifn string
-		mac *net.HardwareAddr
-	}{{tp.c, mqClIf, &tp.clMAC}, {tp.s, mqSvIf, &tp.svMAC}} {
-		out, err := x.ns.Run(ctx, "ls", "/sys/class/net/"+x.ifn+"/queues/")
+	}{{tp.c, mqClIf}, {tp.s, mqSvIf}} {
+		out, err := x.ns.Run(context.Background(), "ls", "/sys/class/net/"+x.ifn+"/queues/")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,30 +82,6 @@ func newMQTopo(t *testing.T) *topo {
 		if len(qs) != 2*mqQueues {
 			t.Fatalf("%s has queues %v, want %d rx and %d tx", x.ifn, qs, mqQueues, mqQueues)
 		}
-		err = x.ns.Do(func() error {
-			ifc, err := net.InterfaceByName(x.ifn)
-			if err == nil {
-				*x.mac = ifc.HardwareAddr
-			}
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tp.c.Do(func() error { return testnet.DisableTxChecksum(mqClIf) }); err != nil {
-		t.Fatalf("disable TX checksum offload on %s: %v", mqClIf, err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		a, _ := tp.c.Run(ctx, "cat", "/sys/class/net/"+mqClIf+"/operstate")
-		if strings.TrimSpace(string(a)) == "up" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("veth not up")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	return tp
 }
