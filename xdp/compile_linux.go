@@ -37,6 +37,9 @@ func (s *Spec) load(repl map[string]*ebpf.Map) (*Filter, error) {
 	}
 	for _, sm := range s.Sets {
 		cs.Maps[sm.Ref] = sm.Map.Copy()
+		if sm.Leaf != nil {
+			cs.Maps[sm.LeafRef] = sm.Leaf.Copy()
+		}
 	}
 	if s.XSKs != nil {
 		cs.Maps["xsks"] = s.XSKs.Copy()
@@ -50,6 +53,9 @@ func (s *Spec) load(repl map[string]*ebpf.Map) (*Filter, error) {
 	f := &Filter{Program: coll.Programs["filter"], Counters: coll.Maps["counters"], spec: s}
 	for _, sm := range s.Sets {
 		f.sets = append(f.sets, coll.Maps[sm.Ref])
+		if sm.Leaf != nil {
+			f.sets = append(f.sets, coll.Maps[sm.LeafRef])
+		}
 	}
 	if s.XSKs != nil {
 		f.XSKs = coll.Maps["xsks"]

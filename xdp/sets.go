@@ -1,8 +1,9 @@
 package xdp
 
 import (
-	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -20,12 +21,19 @@ type SetMap struct {
 	// Ref is the name the program's map loads refer to.
 	Ref string
 	Map *ebpf.MapSpec
+	// LeafRef and Leaf, for an IPv4 hash:net, are the second level of
+	// its table (see net4Table); "" and nil for other types.
+	LeafRef string
+	Leaf    *ebpf.MapSpec
 }
 
-// Values of a hash:net set's LPM trie.
+// The 2-bit answers of a hash:net table (see net4Table) for an address
+// or a /24 block.
 const (
-	netMatch   = 1
-	netNomatch = 2
+	netNone    = 0 // no entry covers it
+	netMatch   = 1 // the most specific entry covering it is a match
+	netNomatch = 2 // ... is a nomatch exception
+	netMixed   = 3 // a /24 block whose addresses differ: see its leaf
 )
 
 // setReason says why -m set m cannot run in XDP in a ruleset of family
@@ -81,20 +89,20 @@ func (g *gen) setMap(s *ipset.Set) string {
 			ms.Contents = append(ms.Contents, ebpf.MapKV{Key: p.Addr, Value: uint8(1)})
 		}
 	case "hash:net":
-		ps := s.Prefixes4()
-		ms.Type, ms.KeySize, ms.ValueSize = ebpf.LPMTrie, 8, 1
-		ms.Flags = 1 // BPF_F_NO_PREALLOC, required for LPM tries
-		ms.MaxEntries = uint32(max(len(ps), 1))
-		for _, p := range ps {
-			var k [8]byte
-			binary.NativeEndian.PutUint32(k[:4], uint32(p.Len))
-			binary.BigEndian.PutUint32(k[4:], p.Addr)
-			v := uint8(netMatch)
-			if p.Nomatch {
-				v = netNomatch
+		dir, leaves := net4Table(s.Prefixes4())
+		ms.Type, ms.KeySize, ms.ValueSize, ms.MaxEntries = ebpf.Array, 4, net4Chunk, net4DirEntries
+		for i := range net4DirEntries {
+			if v := dir[i*net4Chunk : (i+1)*net4Chunk]; !allZero(v) {
+				ms.Contents = append(ms.Contents, ebpf.MapKV{Key: uint32(i), Value: v})
 			}
-			ms.Contents = append(ms.Contents, ebpf.MapKV{Key: k, Value: v})
 		}
+		leaf := &ebpf.MapSpec{Name: leafName(ms.Name), Type: ebpf.Hash, KeySize: 4, ValueSize: net4Chunk,
+			MaxEntries: uint32(max(len(leaves), 1))}
+		for _, b := range slices.Sorted(maps.Keys(leaves)) {
+			leaf.Contents = append(leaf.Contents, ebpf.MapKV{Key: b, Value: leaves[b][:]})
+		}
+		g.spec.Sets = append(g.spec.Sets, SetMap{Name: s.Name(), Type: s.Type(), Ref: ref, Map: ms, LeafRef: ref + "_leaf", Leaf: leaf})
+		return ref
 	case "bitmap:port":
 		ports := s.Ports()
 		ms.Type, ms.KeySize, ms.ValueSize = ebpf.Hash, 4, 1
@@ -146,7 +154,9 @@ func (g *gen) setMatch(m *rules.Set, fail string) {
 	if m.Dirs[0] == ipset.DirDst {
 		addrSlot = sDst
 	}
-	ref := g.setMap(s)
+	if g.inlineSet(m, addrSlot, yes, no) {
+		return
+	}
 	switch s.Type() {
 	case "hash:ip":
 		// ip & netmask; 0 never matches (hash_ip4_kadt).
@@ -162,24 +172,41 @@ func (g *gen) setMatch(m *rules.Set, fail string) {
 			asm.JEq.Imm(asm.R1, 0, no),
 			asm.StoreMem(asm.R10, sSetKey, asm.R1, asm.Word),
 		)
-		g.lookup(ref)
+		g.lookup(g.setMap(s))
 		g.emit(asm.JEq.Imm(asm.R0, 0, no))
 		g.ja(yes)
 	case "hash:net":
 		// Longest prefix first; with no timeouts or counters the first
-		// entry decides (mtype_test_cidrs), nomatch flag included.
+		// entry decides (mtype_test_cidrs), nomatch flag included:
+		// net4Table has that answer for every address. The first level
+		// is an array (its lookup is inlined by the verifier): the 2-bit
+		// answer of the address's /24 block; a mixed block's leaf has
+		// the address's own.
+		ref := g.setMap(s)
+		got, mixed := g.label(), g.label()
 		g.ld(asm.R1, addrSlot)
 		g.emit(
-			asm.HostTo(asm.BE, asm.R1, asm.Word),
-			asm.StoreMem(asm.R10, sSetKey+4, asm.R1, asm.Word),
-			asm.Mov.Imm(asm.R1, 32),
+			asm.RSh.Imm32(asm.R1, 16),
 			asm.StoreMem(asm.R10, sSetKey, asm.R1, asm.Word),
 		)
 		g.lookup(ref)
+		g.emit(asm.JEq.Imm(asm.R0, 0, no))
+		g.ld(asm.R1, addrSlot)
+		g.emit(asm.RSh.Imm32(asm.R1, 8))
+		g.code2(asm.R1)
+		g.emit(asm.JEq.Imm(asm.R1, netMixed, mixed))
+		g.ja(got)
+		g.place(mixed)
+		g.ld(asm.R1, addrSlot)
 		g.emit(
-			asm.JEq.Imm(asm.R0, 0, no),
-			asm.LoadMem(asm.R1, asm.R0, 0, asm.Byte),
+			asm.RSh.Imm32(asm.R1, 8),
+			asm.StoreMem(asm.R10, sSetKey, asm.R1, asm.Word),
 		)
+		g.lookup(s2leaf(ref))
+		g.emit(asm.JEq.Imm(asm.R0, 0, no)) // cannot happen: every mixed block has a leaf
+		g.ld(asm.R1, addrSlot)
+		g.code2(asm.R1)
+		g.place(got)
 		if m.Flags.ReturnNomatch {
 			g.emit(asm.JEq.Imm(asm.R1, netNomatch, yes))
 		} else {
@@ -210,13 +237,203 @@ func (g *gen) setMatch(m *rules.Set, fail string) {
 		g.emit(asm.JLT.Imm(asm.R2, 8, no))
 		g.place(got)
 		g.ld(asm.R1, portSlot)
+		if ports := s.Ports(); len(ports) <= inlineSetMax {
+			// Few ports: compared in the program (see inlineSet).
+			for _, p := range ports {
+				g.emit(asm.JEq.Imm(asm.R1, int32(p), yes))
+			}
+			g.ja(no)
+			return
+		}
 		g.emit(asm.StoreMem(asm.R10, sSetKey, asm.R1, asm.Word))
-		g.lookup(ref)
+		g.lookup(g.setMap(s))
 		g.emit(asm.JEq.Imm(asm.R0, 0, no))
 		g.ja(yes)
 	default:
 		panic("setMatch: " + s.Type())
 	}
+}
+
+// inlineSetMax is the most elements a set may have to be compiled into
+// comparisons rather than a map lookup (a variable so that tests can
+// compile every set to a map).
+var inlineSetMax = 16
+
+// inlineSet emits the address lookup of a small hash:net or hash:ip as
+// comparisons in the program, jumping to yes or no, and reports whether
+// it did. Allow-lists and bogon lists hold a handful of prefixes: a map
+// lookup costs a helper call (hash, LPM) or a cache miss in a 4 MiB table
+// (hash:net, under random sources), while a few compares of a register
+// cost nothing. Such a set's contents are part of the program, so
+// changing them means a new program, as any rule change does.
+func (g *gen) inlineSet(m *rules.Set, addrSlot int16, yes, no string) bool {
+	s := m.Set
+	if s.Type() != "hash:ip" && s.Type() != "hash:net" {
+		return false
+	}
+	ps := s.Prefixes4()
+	if len(ps) > inlineSetMax {
+		return false
+	}
+	g.ld(asm.R1, addrSlot)
+	if s.Type() == "hash:ip" {
+		// ip & netmask; 0 never matches (hash_ip4_kadt).
+		if nm := s.Netmask(); nm < 32 {
+			g.emit(asm.And.Imm32(asm.R1, int32(mask4(nm))))
+		}
+		g.emit(asm.JEq.Imm32(asm.R1, 0, no))
+		for _, p := range ps {
+			g.emit(asm.JEq.Imm32(asm.R1, int32(p.Addr), yes))
+		}
+		g.ja(no)
+		return true
+	}
+	// hash:net: the most specific entry decides, as in net4Table; entries
+	// of one length never overlap, so their order does not matter.
+	ps = slices.Clone(ps)
+	slices.SortStableFunc(ps, func(a, b ipset.Prefix4) int { return int(b.Len) - int(a.Len) })
+	for _, p := range ps {
+		hit := p.Nomatch == m.Flags.ReturnNomatch
+		to := no
+		if hit {
+			to = yes
+		}
+		g.emit(
+			asm.Mov.Reg(asm.R2, asm.R1),
+			asm.And.Imm32(asm.R2, int32(mask4(p.Len))),
+			asm.JEq.Imm32(asm.R2, int32(p.Addr), to),
+		)
+	}
+	g.ja(no)
+	return true
+}
+
+// mask4 is the IPv4 netmask of length l.
+func mask4(l uint8) uint32 {
+	if l == 0 {
+		return 0
+	}
+	return ^uint32(0) << (32 - l)
+}
+
+// code2 loads into r the 2-bit answer at index r&0xff of the 64-byte
+// chunk R0 points to (net4Table's packing: 4 answers per byte, the lowest
+// index in the lowest bits). It clobbers R2.
+func (g *gen) code2(r asm.Register) {
+	g.emit(
+		asm.And.Imm(r, 0xff),
+		asm.Mov.Reg(asm.R2, r),
+		asm.RSh.Imm(r, 2),
+		asm.Add.Reg(r, asm.R0),
+		asm.LoadMem(r, r, 0, asm.Byte),
+		asm.And.Imm(asm.R2, 3),
+		asm.LSh.Imm(asm.R2, 1),
+		asm.RSh.Reg(r, asm.R2),
+		asm.And.Imm(r, 3),
+	)
+}
+
+// s2leaf is the reference of a hash:net's leaf map.
+func s2leaf(ref string) string { return ref + "_leaf" }
+
+// leafName is the kernel name of a hash:net's leaf map.
+func leafName(name string) string {
+	if len(name) > 13 {
+		name = name[:13]
+	}
+	return name + "_l"
+}
+
+// IPv4 hash:net tables.
+//
+// The kernel's hash:net answers a test by trying the set's prefix lengths
+// from the most specific down (mtype_test_cidrs) and stopping at the first
+// entry found, match or nomatch. A BPF LPM trie gives the same answer, but
+// it walks one node per prefix bit, and with a blocklist of 100k+ prefixes
+// and random (spoofed) sources every node is a cache miss. The answer is a
+// function of the address with only three values, so net4Table
+// precomputes it, DIR-24-8 style, in two levels of 2-bit answers:
+//
+//   - the first level has one answer per /24 block (2^24 answers, 4 MiB),
+//     held in an array map of 65536 chunks of 64 bytes indexed by addr>>16,
+//     byte ((addr>>8)&0xff)/4, bits 2*((addr>>8)&3);
+//   - a block that prefixes longer than /24 split is netMixed there, and a
+//     hash map keyed by addr>>8 holds its 256 per-address answers (64
+//     bytes), indexed by addr&0xff the same way.
+//
+// Painting the prefixes from the least to the most specific, each over
+// the answers of the addresses it covers, leaves every address with the
+// answer of its most specific entry: exactly the kernel's. A lookup is an
+// inlined array access, one byte load, and for a mixed block one hash
+// lookup.
+const (
+	net4Chunk      = 64      // bytes per first-level entry and per leaf
+	net4DirEntries = 1 << 16 // first-level entries
+)
+
+// net4Table builds the two levels for the prefixes of a hash:net.
+func net4Table(ps []ipset.Prefix4) (dir []byte, leaves map[uint32]*[net4Chunk]byte) {
+	dir = make([]byte, net4DirEntries*net4Chunk)
+	leaves = map[uint32]*[net4Chunk]byte{}
+	sorted := slices.Clone(ps)
+	slices.SortStableFunc(sorted, func(a, b ipset.Prefix4) int { return int(a.Len) - int(b.Len) })
+	for _, p := range sorted {
+		code := byte(netMatch)
+		if p.Nomatch {
+			code = netNomatch
+		}
+		if p.Len <= 24 {
+			paint2(dir, p.Addr>>8, uint32(1)<<(24-p.Len), code)
+			continue
+		}
+		b := p.Addr >> 8
+		leaf := leaves[b]
+		if leaf == nil {
+			leaf = new([net4Chunk]byte)
+			paint2(leaf[:], 0, 256, get2(dir, b))
+			leaves[b] = leaf
+			put2(dir, b, netMixed)
+		}
+		paint2(leaf[:], p.Addr&0xff, uint32(1)<<(32-p.Len), code)
+	}
+	return dir, leaves
+}
+
+// paint2 sets answers [first, first+n) of a packed table to code, whole
+// bytes at a time where it can.
+func paint2(t []byte, first, n uint32, code byte) {
+	end := first + n
+	for ; first < end && first&3 != 0; first++ {
+		put2(t, first, code)
+	}
+	if whole := (end - first) &^ 3; whole > 0 {
+		b := t[first>>2 : (first+whole)>>2]
+		b[0] = code * 0x55
+		for i := 1; i < len(b); i *= 2 {
+			copy(b[i:], b[:i])
+		}
+		first += whole
+	}
+	for ; first < end; first++ {
+		put2(t, first, code)
+	}
+}
+
+// put2 and get2 access answer i of a packed table.
+func put2(t []byte, i uint32, code byte) {
+	sh := (i & 3) * 2
+	t[i>>2] = t[i>>2]&^(3<<sh) | code<<sh
+}
+
+func get2(t []byte, i uint32) byte { return t[i>>2] >> ((i & 3) * 2) & 3 }
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // lookup calls bpf_map_lookup_elem(ref, &key at sSetKey): R0 = value or

@@ -70,8 +70,10 @@ func parseSets(t *testing.T, text string) *ipset.Registry {
 }
 
 // TestCompileDiffSets checks hash:ip (with and without netmask), hash:net
-// (nomatch, --return-nomatch, `!`), bitmap:port and a set of the other
-// family against the engine on the synthetic frames.
+// (nomatch, --return-nomatch, `!`, a /32 exception splitting a /24 block),
+// bitmap:port and a set of the other family against the engine on the
+// synthetic frames: compiled into comparisons (small sets), then with
+// every set in a map.
 func TestCompileDiffSets(t *testing.T) {
 	testnet.RequireForTest(t)
 	reg := parseSets(t, synthSets)
@@ -80,9 +82,23 @@ func TestCompileDiffSets(t *testing.T) {
 		t.Fatal(err)
 	}
 	frames := synthFrames(20000, 2)
-	spec := diff(t, rs, CompileOptions{InIface: "eth0", LocalAddrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}}, frames, inputSites...)
-	if len(spec.Sets) != 4 {
-		t.Fatalf("%d set maps, want 4 (six is never tested on IPv4)", len(spec.Sets))
+	opts := CompileOptions{InIface: "eth0", LocalAddrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}}
+	for _, tc := range []struct {
+		name      string
+		inlineMax int
+		maps      int
+	}{
+		{"inline", inlineSetMax, 1}, // ports has 1003 elements
+		{"maps", 0, 4}, // six is never tested on IPv4
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func(old int) { inlineSetMax = old }(inlineSetMax)
+			inlineSetMax = tc.inlineMax
+			spec := diff(t, rs, opts, frames, inputSites...)
+			if len(spec.Sets) != tc.maps {
+				t.Fatalf("%d set maps, want %d", len(spec.Sets), tc.maps)
+			}
+		})
 	}
 }
 
