@@ -662,6 +662,25 @@ func (d *Daemon) reloadTier() error {
 		return errors.New("daemon: reload: no engine program")
 	}
 	old := d.tier.Load()
+	xc := *d.cfg.XDP
+	xc.Iface, xc.Rules4, xc.Rules6 = d.cfg.Iface, r.Rules4, r.Rules6
+	same, err := compileTier(xc, d.ifc, int(old.spec.XSKs.MaxEntries), old.gen)
+	if err != nil {
+		return err
+	}
+	if sites, err := same.ResumeSites(r.Program); err == nil && old.spec.SameProgram(same) {
+		if ok, err := updateInPlace(old, same); err != nil {
+			d.logf("sluice: %s: updating sets in place failed, replacing the program: %v", d.cfg.Iface, err)
+		} else if ok {
+			// Same program, same sites: frames already handed over
+			// resume with the new engine program, whose sets are the
+			// ones just written.
+			d.tier.Store(&tierGen{gen: old.gen, spec: same, filter: old.filter, rules4: r.Rules4, rules6: r.Rules6, pr: r.Program, sites: sites, prev: old.prev})
+			d.live.Swap(r.Program)
+			d.logf("sluice: %s: reloaded: set maps updated in place (generation %d, program unchanged)", d.cfg.Iface, old.gen)
+			return nil
+		}
+	}
 	tg, err := d.buildTier(d.ifc, int(old.spec.XSKs.MaxEntries), r.Program, r.Rules4, r.Rules6, old.gen+1, old.filter.XSKs)
 	if err != nil {
 		return err

@@ -229,6 +229,19 @@ func (d *XDPDaemon) reload() error {
 		return err
 	}
 	old := d.tier.Load()
+	xc := d.cfg
+	xc.Rules4, xc.Rules6 = r.Rules4, r.Rules6
+	same, err := compileTier(xc, d.ifc, 0, old.gen)
+	if err != nil {
+		return err
+	}
+	if ok, err := updateInPlace(old, same); err != nil {
+		d.logf("sluice: %s: updating sets in place failed, replacing the program: %v", d.cfg.Iface, err)
+	} else if ok {
+		d.tier.Store(&tierGen{gen: old.gen, spec: same, filter: old.filter, rules4: r.Rules4, rules6: r.Rules6, prev: old.prev})
+		d.logf("sluice: %s: reloaded: set maps updated in place (generation %d, program unchanged)", d.cfg.Iface, old.gen)
+		return nil
+	}
 	tg, err := d.build(r.Rules4, r.Rules6, old.gen+1)
 	if err != nil {
 		return err

@@ -27,6 +27,13 @@ import (
 // error with its file:line:col, a verifier refusal, fallback sites in
 // --mode xdp) closes what was built and leaves everything running.
 //
+// Sets only. When the new files compile to the same program as the
+// running one (same rules, same small sets; only sets held in maps
+// changed, e.g. a refreshed blocklist), the running program's set maps
+// are updated in place instead (updateInPlace): no verifier run, no
+// link update, the generation and the rate-limit state stay, and the
+// counters restart at zero as with any reload.
+//
 // Generations. Every program carries a generation number (one byte,
 // CompileOptions.Generation) in the top byte of the fallback metadata it
 // writes in front of a frame it hands to AF_XDP, and in its capture
@@ -98,6 +105,27 @@ func compileTier(cfg XDPConfig, ifc *net.Interface, xskQueues int, gen uint8) (*
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
 	return spec, nil
+}
+
+// updateInPlace applies a reload whose program (compiled as old's
+// generation) is the same as old's, differing only in set contents
+// (xdp/sets_update.go): the running program's set maps are updated and
+// its counters zeroed, as a new program's would be. It reports false,
+// changing nothing, when the programs differ; after a failed update the
+// caller replaces the program, which rewrites every set.
+func updateInPlace(old *tierGen, spec *xdp.Spec) (bool, error) {
+	if !old.spec.SameProgram(spec) {
+		return false, nil
+	}
+	old.mu.RLock()
+	defer old.mu.RUnlock()
+	if old.closed {
+		return false, nil
+	}
+	if err := old.filter.UpdateSets(spec); err != nil {
+		return false, err
+	}
+	return true, old.filter.ZeroCounters()
 }
 
 // updateLink replaces the attached program.

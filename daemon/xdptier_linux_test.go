@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -293,6 +294,95 @@ func TestCaptureXDP(t *testing.T) {
 		t.Fatal("a failed reload replaced the program")
 	}
 	if s := d.Stats(); s.Reloads != 1 || s.ReloadFailures != 1 {
+		t.Errorf("stats: %d reloads, %d failures", s.Reloads, s.ReloadFailures)
+	}
+}
+
+// TestReloadSetsInPlace reloads --mode xdp with only a set's contents
+// changed: the running program's maps are updated (same filter, same
+// generation, counters restarted), and the new entry drops at once;
+// changing a rule still replaces the program.
+func TestReloadSetsInPlace(t *testing.T) {
+	tp := newTopo(t)
+	const ruleText = "*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p udp -m set --match-set block src -j DROP\nCOMMIT\n"
+	setsWith := func(extra string) string {
+		var b strings.Builder
+		b.WriteString("create block hash:net family inet\n")
+		for i := range 40 { // more than the compiler inlines: a map
+			fmt.Fprintf(&b, "add block 100.%d.0.0/16\n", 64+i)
+		}
+		b.WriteString(extra)
+		return b.String()
+	}
+	var rulesNow, setsNow atomic.Value
+	rulesNow.Store(ruleText)
+	setsNow.Store(setsWith(""))
+	reload := func() (*Reloaded, error) {
+		reg, err := ipset.Parse("block.ipset", strings.NewReader(setsNow.Load().(string)), 0)
+		if err != nil {
+			return nil, err
+		}
+		rs, err := rules.Parse(strings.NewReader(rulesNow.Load().(string)), rules.Options{Family: packet.FamilyIPv4, File: "block.rules", HZ: 250, Sets: reg})
+		if err != nil {
+			return nil, err
+		}
+		return &Reloaded{Rules4: rs}, nil
+	}
+	r0, err := reload()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d *XDPDaemon
+	err = tp.s.Do(func() error {
+		var err error
+		d, err = StartXDP(XDPConfig{Iface: svIf, Rules4: r0.Rules4, LocalAddrs: []netip.Addr{svAddr}, LockDir: tp.lockDir, Logf: t.Logf, Reload: reload})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop()
+	mac := []packet.BuildOpt{packet.WithSrcMAC([6]byte(tp.clMAC)), packet.WithDstMAC([6]byte(tp.svMAC))}
+	frames := make([][]byte, 50)
+	for i := range frames {
+		frames[i] = packet.BuildIPv4(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), svAddr, packet.ProtoUDP, packet.BuildUDP(uint16(3000+i), 4444, []byte("x")), mac...)
+	}
+	seen := func() uint64 {
+		v, err := d.Counters()
+		if err != nil {
+			return 0
+		}
+		return v[xdp.StatPackets]
+	}
+	tp.sendForTest(t, frames)
+	waitForTest(t, "the program to see the frames", func() bool { return seen() >= 50 })
+	if n := ruleCounter(d.Report(), "raw", "PREROUTING", 1); n != 0 {
+		t.Fatalf("dropped %d before the source is in the set", n)
+	}
+
+	tg0 := d.tier.Load()
+	setsNow.Store(setsWith("add block 198.51.100.0/24\n"))
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	tg1 := d.tier.Load()
+	if tg1.filter != tg0.filter || tg1.gen != tg0.gen {
+		t.Fatalf("a sets-only reload replaced the program (generation %d -> %d)", tg0.gen, tg1.gen)
+	}
+	if n := seen(); n != 0 {
+		t.Errorf("counters after the reload: %d packets, want 0", n)
+	}
+	tp.sendForTest(t, frames)
+	waitForTest(t, "the updated set to drop the source", func() bool { return ruleCounter(d.Report(), "raw", "PREROUTING", 1) == 50 })
+
+	rulesNow.Store(strings.Replace(ruleText, "COMMIT", "-A PREROUTING -p udp -m udp --dport 9 -j DROP\nCOMMIT", 1))
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if tg2 := d.tier.Load(); tg2.filter == tg1.filter || tg2.gen != tg1.gen+1 {
+		t.Fatalf("a rule change did not replace the program (generation %d -> %d)", tg1.gen, tg2.gen)
+	}
+	if s := d.Stats(); s.Reloads != 2 || s.ReloadFailures != 0 {
 		t.Errorf("stats: %d reloads, %d failures", s.Reloads, s.ReloadFailures)
 	}
 }

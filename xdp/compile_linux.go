@@ -20,8 +20,11 @@ type Filter struct {
 	// AF_XDP socket at its queue index.
 	XSKs *ebpf.Map
 	spec *Spec
-	sets []*ebpf.Map
-	rl   *rateMaps // ratelimit_linux.go
+	sets []*ebpf.Map // every map the filter owns, for Close
+	// setMaps holds, per Spec.Sets entry, its map and its leaf map (nil
+	// but for hash:net), for UpdateSets.
+	setMaps [][2]*ebpf.Map
+	rl      *rateMaps // ratelimit_linux.go
 }
 
 // Load creates the counter map and loads the program. When the verifier
@@ -53,6 +56,7 @@ func (s *Spec) load(repl map[string]*ebpf.Map) (*Filter, error) {
 	f := &Filter{Program: coll.Programs["filter"], Counters: coll.Maps["counters"], spec: s}
 	for _, sm := range s.Sets {
 		f.sets = append(f.sets, coll.Maps[sm.Ref])
+		f.setMaps = append(f.setMaps, [2]*ebpf.Map{coll.Maps[sm.Ref], coll.Maps[sm.LeafRef]})
 		if sm.Leaf != nil {
 			f.sets = append(f.sets, coll.Maps[sm.LeafRef])
 		}

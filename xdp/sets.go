@@ -84,7 +84,7 @@ func (g *gen) setMap(s *ipset.Set) string {
 	case "hash:ip":
 		ps := s.Prefixes4()
 		ms.Type, ms.KeySize, ms.ValueSize = ebpf.Hash, 4, 1
-		ms.MaxEntries = uint32(max(len(ps), 1))
+		ms.MaxEntries, ms.Flags = capacity(s, len(ps)), noPrealloc
 		for _, p := range ps {
 			ms.Contents = append(ms.Contents, ebpf.MapKV{Key: p.Addr, Value: uint8(1)})
 		}
@@ -97,7 +97,7 @@ func (g *gen) setMap(s *ipset.Set) string {
 			}
 		}
 		leaf := &ebpf.MapSpec{Name: leafName(ms.Name), Type: ebpf.Hash, KeySize: 4, ValueSize: net4Chunk,
-			MaxEntries: uint32(max(len(leaves), 1))}
+			MaxEntries: capacity(s, len(leaves)), Flags: noPrealloc}
 		for _, b := range slices.Sorted(maps.Keys(leaves)) {
 			leaf.Contents = append(leaf.Contents, ebpf.MapKV{Key: b, Value: leaves[b][:]})
 		}
@@ -106,13 +106,24 @@ func (g *gen) setMap(s *ipset.Set) string {
 	case "bitmap:port":
 		ports := s.Ports()
 		ms.Type, ms.KeySize, ms.ValueSize = ebpf.Hash, 4, 1
-		ms.MaxEntries = uint32(max(len(ports), 1))
+		ms.MaxEntries, ms.Flags = 65536, noPrealloc
 		for _, p := range ports {
 			ms.Contents = append(ms.Contents, ebpf.MapKV{Key: uint32(p), Value: uint8(1)})
 		}
 	}
 	g.spec.Sets = append(g.spec.Sets, SetMap{Name: s.Name(), Type: s.Type(), Ref: ref, Map: ms})
 	return ref
+}
+
+// noPrealloc is BPF_F_NO_PREALLOC: a set's hash maps are sized for its
+// maxelem (so a reload can update them in place) but hold only what the
+// set holds.
+const noPrealloc = 1
+
+// capacity is the size of a hash map holding n entries of s now and at
+// most maxelem after any reload (each element adds at most one key).
+func capacity(s *ipset.Set, n int) uint32 {
+	return uint32(max(n, int(s.MaxElem()), 1))
 }
 
 // mapName makes a kernel object name (15 characters of [A-Za-z0-9_.]).

@@ -89,7 +89,7 @@ func TestCompileDiffSets(t *testing.T) {
 		maps      int
 	}{
 		{"inline", inlineSetMax, 1}, // ports has 1003 elements
-		{"maps", 0, 4}, // six is never tested on IPv4
+		{"maps", 0, 4},              // six is never tested on IPv4
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer func(old int) { inlineSetMax = old }(inlineSetMax)

@@ -60,3 +60,7 @@ func (s *Set) Ports() []uint16 {
 	}
 	return out
 }
+
+// MaxElem returns the set's maxelem: no reload of the same set can hold
+// more elements, so maps sized by it can be updated in place.
+func (s *Set) MaxElem() uint32 { return s.maxelem }
