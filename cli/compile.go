@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 
+	"github.com/sluice-project/sluice/engine/hashlimit"
 	"github.com/sluice-project/sluice/xdp"
 )
 
@@ -13,11 +14,12 @@ func init() {
 }
 
 func runCompile(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("compile", "compile [--rules F] [--rules6 F] [--sets F] [--iface-name N] [--local-mac M] [--dump]", stderr)
+	fs := newFlagSet("compile", "compile [--rules F] [--rules6 F] [--sets F] [--iface-name N] [--local-mac M] [--mode auto|xdp] [--dump]", stderr)
 	var rf ruleFlags
 	rf.register(fs)
 	dump := fs.Bool("dump", false, "print the annotated program")
 	mac := fs.String("local-mac", "", "the interface's MAC: IP frames to another unicast MAC are dropped as the kernel drops them")
+	mode := fs.String("mode", "auto", "compile as `sluice run --mode` would: auto (limit and hashlimit are fallback sites, userspace owns their buckets) or xdp (the program alone: limit and hashlimit in BPF maps)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -29,7 +31,16 @@ func runCompile(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	opts := xdp.CompileOptions{InIface: l.iface, LocalAddrs: l.localAddrs}
+	opts := xdp.CompileOptions{InIface: l.iface, LocalAddrs: l.localAddrs, HZ: l.hz}
+	switch *mode {
+	case "auto":
+	case "xdp":
+		if l.hlFull == hashlimit.FullDrop {
+			opts.RateLimits = xdp.RateLimitsXDP
+		}
+	default:
+		return &exitError{code: 2, err: fmt.Errorf("--mode %q: want auto or xdp", *mode)}
+	}
 	if *mac != "" {
 		if opts.LocalMAC, err = net.ParseMAC(*mac); err != nil {
 			return fmt.Errorf("--local-mac: %v", err)

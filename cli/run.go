@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-project/sluice/afxdp"
 	"github.com/sluice-project/sluice/daemon"
 	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/engine/hashlimit"
 	"github.com/sluice-project/sluice/metrics"
 	"github.com/sluice-project/sluice/tap"
 )
@@ -92,8 +93,11 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		return &daemon.Reloaded{Program: npr, Rules4: nps.r4, Rules6: nps.r6}, nil
 	}
 	if *mode != "afxdp" {
+		// The program runs limit and hashlimit itself, except with
+		// --hashlimit-full evict-oldest, which only userspace implements.
 		xc := daemon.XDPConfig{Iface: *iface, InIface: rf.iface, Rules4: ps.r4, Rules6: ps.r6, LocalAddrs: l.localAddrs,
-			LockDir: *lockDir, Logf: func(format string, a ...any) { logger.Info(fmt.Sprintf(format, a...)) }, Reload: reloadXDP}
+			LockDir: *lockDir, Logf: func(format string, a ...any) { logger.Info(fmt.Sprintf(format, a...)) }, Reload: reloadXDP,
+			RateLimitsInXDP: l.hlFull == hashlimit.FullDrop, HZ: l.hz}
 		xd, err := daemon.StartXDP(xc)
 		switch {
 		case err == nil:

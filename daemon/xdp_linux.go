@@ -35,6 +35,14 @@ type XDPConfig struct {
 	LockDir string
 	// Logf, when set, receives one line per notable event.
 	Logf func(format string, args ...any)
+	// RateLimitsInXDP compiles -m limit and -m hashlimit into the
+	// program when it runs alone (--mode xdp, or auto without other
+	// fallback sites): buckets in BPF maps, with the kernel's arithmetic
+	// in jiffies at HZ (0: the default). Off, they are fallback sites,
+	// which --mode xdp refuses. The combined tier never compiles them:
+	// there userspace, which resumes frames, owns the buckets.
+	RateLimitsInXDP bool
+	HZ              uint64
 	// Reload, when set, re-reads the rules and sets files (XDPDaemon.Reload,
 	// and Daemon.Reload in the combined tier, which also needs
 	// Reloaded.Program). An error (file:line:col for a bad file) leaves

@@ -163,3 +163,57 @@ func TestEndToEndXDP(t *testing.T) {
 		t.Fatalf("restart after Abandon: %v", err)
 	}
 }
+
+// TestXDPRateLimits runs a hashlimit ruleset with the XDP tier alone:
+// refused while limit and hashlimit are fallback sites, accepted with
+// RateLimitsInXDP, and then one source's burst passes and the rest of
+// its flood is dropped by the program's buckets.
+func TestXDPRateLimits(t *testing.T) {
+	tp := newTopo(t)
+	const text = `*raw
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING -p udp -m udp --dport 4444 -m hashlimit --hashlimit-above 1/sec --hashlimit-burst 5 --hashlimit-mode srcip --hashlimit-name per_src -j DROP
+COMMIT
+`
+	rs, err := rules.Parse(strings.NewReader(text), rules.Options{Family: packet.FamilyIPv4, File: "rl.rules", HZ: 250})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := XDPConfig{Iface: svIf, Rules4: rs, LocalAddrs: []netip.Addr{svAddr}, LockDir: tp.lockDir, Logf: t.Logf, HZ: 250}
+	err = tp.s.Do(func() error {
+		d, err := StartXDP(cfg)
+		if err == nil {
+			d.Stop()
+		}
+		return err
+	})
+	if !errors.Is(err, ErrFallbackSites) {
+		t.Fatalf("StartXDP with hashlimit in userspace: %v, want ErrFallbackSites", err)
+	}
+	cfg.RateLimitsInXDP = true
+	var d *XDPDaemon
+	if err := tp.s.Do(func() error { d, err = StartXDP(cfg); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop()
+	mac := []packet.BuildOpt{packet.WithSrcMAC([6]byte(tp.clMAC)), packet.WithDstMAC([6]byte(tp.svMAC))}
+	const n = 200
+	frames := make([][]byte, n)
+	for i := range frames {
+		frames[i] = packet.BuildIPv4(netip.MustParseAddr("198.51.100.7"), svAddr, packet.ProtoUDP, packet.BuildUDP(uint16(3000+i), 4444, []byte("x")), mac...)
+	}
+	start := time.Now()
+	tp.sendForTest(t, frames)
+	sent := time.Since(start)
+	waitForTest(t, "the program to judge the frames", func() bool {
+		v, err := d.Counters()
+		return err == nil && v[xdp.StatPackets] >= n
+	})
+	// Burst 5 passes; then one token a second refills.
+	dropped := ruleCounter(d.Report(), "raw", "PREROUTING", 1)
+	maxPass := uint64(5 + sent/time.Second + 1)
+	t.Logf("%d frames in %v: %d dropped by the program's hashlimit", n, sent, dropped)
+	if dropped > n-5 || dropped < n-maxPass {
+		t.Errorf("dropped %d of %d, want between %d and %d", dropped, n, n-maxPass, n-5)
+	}
+}

@@ -96,7 +96,13 @@ func compileTier(cfg XDPConfig, ifc *net.Interface, xskQueues int, gen uint8) (*
 	if in == "" {
 		in = cfg.Iface
 	}
-	opts := xdp.CompileOptions{InIface: in, LocalAddrs: cfg.LocalAddrs, XSKQueues: xskQueues, Capture: true, Generation: gen}
+	opts := xdp.CompileOptions{InIface: in, LocalAddrs: cfg.LocalAddrs, XSKQueues: xskQueues, Capture: true, Generation: gen, HZ: cfg.HZ}
+	if xskQueues == 0 && cfg.RateLimitsInXDP {
+		// XDP alone: no frame is ever resumed in userspace, so the
+		// program's maps are the only state of its limit and hashlimit
+		// rules, which is exact (xdp/ratelimit.go).
+		opts.RateLimits = xdp.RateLimitsXDP
+	}
 	if len(ifc.HardwareAddr) == 6 {
 		opts.LocalMAC = ifc.HardwareAddr
 	}
