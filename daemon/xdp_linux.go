@@ -138,7 +138,7 @@ func StartXDP(cfg XDPConfig) (_ *XDPDaemon, err error) {
 	if d.caps, err = xdp.NewCaptureMaps(); err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
-	tg, err := d.build(cfg.Rules4, cfg.Rules6, 0)
+	tg, err := d.build(cfg.Rules4, cfg.Rules6, 0, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -171,8 +171,9 @@ func attachXDP(f *xdp.Filter, ifindex int) (link.Link, xdp.AttachMode, error) {
 }
 
 // build compiles and loads generation gen (no fallback sites allowed),
-// sharing the capture maps.
-func (d *XDPDaemon) build(rs4, rs6 *rules.Ruleset, gen uint8) (*tierGen, error) {
+// sharing the capture maps and carrying over the rate-limit state of the
+// generation it replaces (prev, nil at start).
+func (d *XDPDaemon) build(rs4, rs6 *rules.Ruleset, gen uint8, prev *tierGen) (*tierGen, error) {
 	xc := d.cfg
 	xc.Rules4, xc.Rules6 = rs4, rs6
 	spec, err := compileTier(xc, d.ifc, 0, gen)
@@ -182,7 +183,11 @@ func (d *XDPDaemon) build(rs4, rs6 *rules.Ruleset, gen uint8) (*tierGen, error) 
 	if bl := spec.Blocking(); len(bl) > 0 {
 		return nil, fmt.Errorf("daemon: %w (use --mode auto or afxdp); %d site(s):%s", ErrFallbackSites, len(bl), DescribeSites(bl))
 	}
-	f, err := spec.LoadShared(nil, d.caps)
+	var pf *xdp.Filter
+	if prev != nil {
+		pf = prev.filter
+	}
+	f, err := spec.LoadCarrying(nil, d.caps, pf)
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
@@ -250,7 +255,7 @@ func (d *XDPDaemon) reload() error {
 		d.logf("sluice: %s: reloaded: set maps updated in place (generation %d, program unchanged)", d.cfg.Iface, old.gen)
 		return nil
 	}
-	tg, err := d.build(r.Rules4, r.Rules6, old.gen+1)
+	tg, err := d.build(r.Rules4, r.Rules6, old.gen+1, old)
 	if err != nil {
 		return err
 	}

@@ -216,4 +216,23 @@ COMMIT
 	if dropped > n-5 || dropped < n-maxPass {
 		t.Errorf("dropped %d of %d, want between %d and %d", dropped, n, n-maxPass, n-5)
 	}
+
+	// A reload that changes another rule replaces the program but keeps
+	// the table: the source gets no fresh burst.
+	changed := strings.Replace(text, "COMMIT", "-A PREROUTING -p udp -m udp --dport 9 -j DROP\nCOMMIT", 1)
+	d.cfg.Reload = func() (*Reloaded, error) {
+		rs, err := rules.Parse(strings.NewReader(changed), rules.Options{Family: packet.FamilyIPv4, File: "rl.rules", HZ: 250})
+		return &Reloaded{Rules4: rs}, err
+	}
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	tp.sendForTest(t, frames[:3])
+	waitForTest(t, "the new program to judge 3 frames", func() bool {
+		v, err := d.Counters()
+		return err == nil && v[xdp.StatPackets] >= 3
+	})
+	if got := ruleCounter(d.Report(), "raw", "PREROUTING", 1); got < 2 {
+		t.Errorf("after the reload the program dropped %d of 3 frames from the flooding source: its bucket was reset", got)
+	}
 }

@@ -73,14 +73,24 @@ func (c *CaptureMaps) Close() error {
 // instead of its own: what a reload that swaps the program under running
 // sockets and a running capture needs.
 func (s *Spec) LoadShared(xsks *ebpf.Map, cm *CaptureMaps) (*Filter, error) {
+	return s.LoadCarrying(xsks, cm, nil)
+}
+
+// LoadCarrying is LoadShared for a program that replaces prev (nil: none)
+// on a reload: the rate-limit state of what did not change carries over
+// (see carryRateLimits in ratelimit_linux.go).
+func (s *Spec) LoadCarrying(xsks *ebpf.Map, cm *CaptureMaps, prev *Filter) (*Filter, error) {
 	repl := map[string]*ebpf.Map{}
+	for ref, m := range s.carriedTables(prev) {
+		repl[ref] = m
+	}
 	if xsks != nil && s.XSKs != nil {
 		repl["xsks"] = xsks
 	}
 	if cm != nil && s.Capture != nil {
 		repl[capCtlRef], repl[capEventsRef] = cm.Ctl, cm.Events
 	}
-	return s.load(repl)
+	return s.load(repl, prev)
 }
 
 // CaptureMissed reads the frames selected for capture but not copied

@@ -30,10 +30,11 @@ type Filter struct {
 // Load creates the counter map and loads the program. When the verifier
 // refuses the program, the error names the rule whose code it stopped in
 // and wraps the *ebpf.VerifierError, whose log it quotes.
-func (s *Spec) Load() (*Filter, error) { return s.load(nil) }
+func (s *Spec) Load() (*Filter, error) { return s.load(nil, nil) }
 
-// load is Load with maps replacing the program's own (LoadShared).
-func (s *Spec) load(repl map[string]*ebpf.Map) (*Filter, error) {
+// load is Load with maps replacing the program's own (LoadShared), and
+// the rate-limit state of prev carried over (LoadCarrying).
+func (s *Spec) load(repl map[string]*ebpf.Map, prev *Filter) (*Filter, error) {
 	cs := &ebpf.CollectionSpec{
 		Maps:     map[string]*ebpf.MapSpec{"counters": s.Counters.Copy()},
 		Programs: map[string]*ebpf.ProgramSpec{"filter": s.Program.Copy()},
@@ -66,7 +67,7 @@ func (s *Spec) load(repl map[string]*ebpf.Map) (*Filter, error) {
 		f.sets = append(f.sets, f.XSKs)
 	}
 	f.sets = append(f.sets, s.capturedMaps(coll)...)
-	if err := f.rateLimitLoaded(coll); err != nil {
+	if err := f.rateLimitLoaded(coll, prev); err != nil {
 		f.Close()
 		return nil, err
 	}

@@ -44,7 +44,7 @@ func (s *Spec) rateLimitMaps(cs *ebpf.CollectionSpec) {
 // bucket and table at the current jiffies: the kernel's (bpf_jiffies64,
 // read through a probe program), or under TestClock the clock map's (0
 // until SetTestClock).
-func (f *Filter) rateLimitLoaded(coll *ebpf.Collection) error {
+func (f *Filter) rateLimitLoaded(coll *ebpf.Collection, prev *Filter) error {
 	rs := f.spec.RateLimits
 	if rs == nil {
 		return nil
@@ -66,7 +66,90 @@ func (f *Filter) rateLimitLoaded(coll *ebpf.Collection) error {
 			return err
 		}
 	}
-	return f.ResetRateLimits(j)
+	if err := f.resetRateLimits(j, f.spec.carriedTables(prev)); err != nil {
+		return err
+	}
+	return f.carryRateLimits(prev)
+}
+
+// Carrying rate-limit state over a reload.
+//
+// The userspace engine keeps its buckets across reloads for unchanged
+// rules (engine.State), and xt_hashlimit shares a table by name between
+// the old and the new ruleset of an iptables-restore. A program that
+// replaces another (LoadCarrying) does the same: a hashlimit table with
+// the same name, family and configuration is the previous program's map
+// itself (a map replacement, so both programs update one table during
+// the swap) with its GC clock copied; a limit bucket of a rule with the
+// same text and rate starts where the previous program's left off. A
+// reload in the middle of a flood therefore does not hand every flooding
+// source a fresh burst.
+
+// carriedTables maps the reference of each of s's hashlimit tables that
+// prev also has, unchanged, to prev's map.
+func (s *Spec) carriedTables(prev *Filter) map[string]*ebpf.Map {
+	out := map[string]*ebpf.Map{}
+	if prev == nil || prev.rl == nil || s.RateLimits == nil || s.RateLimits.TestClock != prev.rl.spec.TestClock {
+		return out
+	}
+	for _, t := range s.RateLimits.Tables {
+		if i := prev.rl.spec.table(t); i >= 0 && sameShape(t.Map, prev.rl.spec.Tables[i].Map) {
+			out[t.Ref] = prev.rl.tables[i]
+		}
+	}
+	return out
+}
+
+// table returns the index of the table with t's name, family and
+// configuration, or -1.
+func (rs *RateLimitSpec) table(t HashlimitTable) int {
+	for i, o := range rs.Tables {
+		if o.Name == t.Name && o.Family == t.Family && o.Cfg == t.Cfg {
+			return i
+		}
+	}
+	return -1
+}
+
+// carryRateLimits copies prev's GC clocks of the carried tables and the
+// buckets of unchanged limit rules into f's maps.
+func (f *Filter) carryRateLimits(prev *Filter) error {
+	m := f.rl
+	if prev == nil || prev.rl == nil || m.spec.TestClock != prev.rl.spec.TestClock {
+		return nil
+	}
+	p := prev.rl
+	for i, t := range m.spec.Tables {
+		j := p.spec.table(t)
+		if j < 0 {
+			continue
+		}
+		v := make([]byte, gcValueSize)
+		if err := p.gc.Lookup(uint32(j), v); err != nil {
+			return fmt.Errorf("xdp: hashlimit %s gc clock: %w", t.Name, err)
+		}
+		if err := m.gc.Update(uint32(i), v, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("xdp: hashlimit %s gc clock: %w", t.Name, err)
+		}
+	}
+	used := make([]bool, len(p.spec.LimitRules))
+	for i, b := range m.spec.LimitRules {
+		for j, o := range p.spec.LimitRules {
+			if used[j] || o.Rule.Text != b.Rule.Text || o.CreditCap != b.CreditCap || o.Cost != b.Cost {
+				continue
+			}
+			used[j] = true
+			v := make([]byte, limitValueSize)
+			if err := p.limits.Lookup(uint32(j), v); err != nil {
+				return fmt.Errorf("xdp: limit bucket %d: %w", j, err)
+			}
+			if err := m.limits.Update(uint32(i), v, ebpf.UpdateAny); err != nil {
+				return fmt.Errorf("xdp: limit bucket %d: %w", i, err)
+			}
+			break
+		}
+	}
+	return nil
 }
 
 // SetTestClock sets the jiffies a program compiled with
@@ -82,7 +165,10 @@ func (f *Filter) SetTestClock(j uint64) error {
 // limit_mt_check does at load), empties every hashlimit table and starts
 // its GC clock at j (htable_create): the state engine.Compile creates at
 // the packet time whose jiffies are j.
-func (f *Filter) ResetRateLimits(j uint64) error {
+func (f *Filter) ResetRateLimits(j uint64) error { return f.resetRateLimits(j, nil) }
+
+// resetRateLimits is ResetRateLimits leaving the tables in keep alone.
+func (f *Filter) resetRateLimits(j uint64, keep map[string]*ebpf.Map) error {
 	m := f.rl
 	if m == nil {
 		return nil
@@ -97,6 +183,9 @@ func (f *Filter) ResetRateLimits(j uint64) error {
 		}
 	}
 	for i, t := range m.spec.Tables {
+		if keep[t.Ref] != nil {
+			continue
+		}
 		v := make([]byte, gcValueSize)
 		le.PutUint64(v[8:], j+t.GCJ)
 		le.PutUint64(v[16:], j)

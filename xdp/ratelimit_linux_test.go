@@ -320,3 +320,76 @@ func TestRateLimitKernelJiffies(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRateLimitCarryOver replaces a program with one compiled from a
+// changed ruleset (LoadCarrying): the unchanged hashlimit table and limit
+// rule continue from the previous program's state instead of granting a
+// fresh burst, as a program loaded from scratch does.
+func TestRateLimitCarryOver(t *testing.T) {
+	testnet.RequireForTest(t)
+	const text = `*raw
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING -p udp -m udp --dport 1 -m hashlimit --hashlimit-above 1/min --hashlimit-burst 3 --hashlimit-mode srcip --hashlimit-name hl -j DROP
+-A PREROUTING -p udp -m udp --dport 2 -m limit --limit 1/min --limit-burst 3 -j ACCEPT
+-A PREROUTING -p udp -m udp --dport 2 -j DROP
+COMMIT
+`
+	opts := CompileOptions{InIface: "eth0", RateLimits: RateLimitsXDP, TestClock: true, HZ: 250}
+	compile := func(text string) *Spec {
+		spec, err := Compile(parse4(t, text), nil, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return spec
+	}
+	src, dst := netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("10.0.0.1")
+	run := func(f *Filter, dport uint16) uint32 {
+		t.Helper()
+		ret, err := f.Program.Run(&ebpf.RunOptions{Data: packet.BuildIPv4(src, dst, packet.ProtoUDP, packet.BuildUDP(4000, dport, []byte("x")))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ret
+	}
+	f1, err := compile(text).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f1.Close()
+	if err := f1.SetTestClock(1000); err != nil {
+		t.Fatal(err)
+	}
+	for _, dport := range []uint16{1, 2} {
+		var got []uint32
+		for range 5 {
+			got = append(got, run(f1, dport))
+		}
+		if want := []uint32{xdpPass, xdpPass, xdpPass, xdpDrop, xdpDrop}; !slices.Equal(got, want) {
+			t.Fatalf("port %d: verdicts %v, want %v (burst of 3)", dport, got, want)
+		}
+	}
+	changed := compile(strings.Replace(text, "COMMIT", "-A PREROUTING -p udp -m udp --dport 9 -j DROP\nCOMMIT", 1))
+	for _, tc := range []struct {
+		name string
+		prev *Filter
+		want uint32
+	}{{"fresh", nil, xdpPass}, {"carried", f1, xdpDrop}} {
+		f2, err := changed.LoadCarrying(nil, nil, tc.prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f2.SetTestClock(1000); err != nil {
+			t.Fatal(err)
+		}
+		for _, dport := range []uint16{1, 2} {
+			if got := run(f2, dport); got != tc.want {
+				t.Errorf("%s: port %d: verdict %d, want %d", tc.name, dport, got, tc.want)
+			}
+		}
+		f2.Close()
+	}
+	// The shared table outlives the program that created it.
+	if got := run(f1, 1); got != xdpDrop {
+		t.Errorf("previous program after the new one closed: verdict %d", got)
+	}
+}
