@@ -22,7 +22,7 @@ import (
 
 // TestReloadAuto reloads the combined tier (--mode auto) again and again
 // while legitimate UDP arrives, half of it judged in XDP (to 5353) and
-// half resumed in userspace at a fallback site (to 7777, the CHK string
+// half resumed in userspace at a fallback site (to 7777, the CHK recent
 // match): every datagram reaches the server's kernel exactly once. The
 // new rules take effect (a DROP of port 6666 added by a reload), and a
 // broken file changes nothing.

@@ -279,6 +279,7 @@ type gen struct {
 	usedMalformed [16]bool
 	siteInsn      []int // instruction index of each fallback site
 	rl            rateGen
+	str           strGen
 }
 
 func newGen(opts CompileOptions, long bool) *gen {
@@ -478,6 +479,7 @@ func (g *gen) program(rs4, rs6 *rules.Ruleset) error {
 	}
 	g.exits()
 	g.rateExits()
+	g.strExits()
 	if g.err != nil {
 		return g.err
 	}

@@ -602,7 +602,7 @@ func (g *gen) match(m rules.Match, fail string) string {
 	case *rules.BPF:
 		return g.bpf(m, fail)
 	case *rules.String:
-		return "string needs a payload search"
+		return g.stringMatch(m, fail)
 	case *rules.Limit:
 		return g.limitMatch(m, fail)
 	case *rules.Hashlimit:

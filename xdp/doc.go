@@ -28,8 +28,15 @@
 //     value, numbered like engine/program.go's slots, so Spec.Report gives
 //     the report the engine gives for the same packets.
 //
+// -m string runs in the program (strmatch.go): a bpf_loop callback per
+// rule searches the window skb_find_text searches, [from, min(to, L3
+// length)), with the pattern wholly inside it, --icase through the
+// kernel's Latin-1 toupper, both algorithms (they find the leftmost
+// occurrence); ts_bm with --icase and a pattern whose skip table can jump
+// over an occurrence (0xDF/0xFF) stays a fallback site.
+//
 // What the program cannot evaluate (sets with timeouts or counters and
-// the set types not compiled, string, limit, hashlimit, recent, tcp
+// the set types not compiled, that string quirk, limit, hashlimit, recent, tcp
 // --tcp-option, sets in IPv6 rulesets, IPv4 fragments reaching INPUT,
 // which the kernel reassembles first, and, for the whole packet, IPv6
 // hop-by-hop options, which ip6_parse_tlv validates, and chains of more
