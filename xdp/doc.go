@@ -52,9 +52,14 @@
 // limit and hashlimit (IPv4 tables, rev 3) can also run in the program,
 // with the kernel's arithmetic, spin-locked buckets in BPF maps and the
 // engine's GC schedule (CompileOptions.RateLimits = RateLimitsXDP; see
-// ratelimit.go). It stays off by default: in auto mode a rule's state must
-// live in one tier, and the userspace engine does not read the program's
-// buckets yet.
+// ratelimit.go). The XDP tier running alone (sluice run --mode xdp, and
+// auto when nothing else needs userspace) compiles them so: no frame is
+// ever resumed in userspace, so the maps are their only state. In the
+// combined tier they stay fallback sites, because a rule's state must
+// live in one tier and the userspace engine does not read the program's
+// buckets. A reload that replaces the program carries unchanged tables
+// and buckets over (LoadCarrying); one that changes only set contents
+// updates the set maps in place (sets_update.go).
 //
 // The differential tests (compile_linux_test.go) run the built-in
 // example's capture and synthetic frames through the loaded program with
