@@ -140,18 +140,18 @@ func CaptureMapSpecs() (ctl, events *ebpf.MapSpec) {
 	return ctl, events
 }
 
-// captureReset allocates the capture slots after the counters and clears
+// numCaptureSlots are the counter slots capture uses (capSlots), right
+// after the statistics (gen.capBase).
+const numCaptureSlots = 4
+
+// captureReset allocates the capture slots (capBase) and clears
 // the deciding rule: called at the end of the prologue (R9 = counters).
 func (g *gen) captureReset() {
 	if !g.opts.Capture {
 		return
 	}
-	cs := capSlots{rule: g.nctr, last: g.nctr + 1, tokens: g.nctr + 2, missed: g.nctr + 3}
-	g.nctr += 4
-	if g.nctr*8 > maxCounterValue {
-		g.err = fmt.Errorf("the rulesets need %d counters with capture; one per-CPU value holds at most %d", g.nctr, maxCounterValue/8)
-		return
-	}
+	b := g.capBase
+	cs := capSlots{rule: b, last: b + 1, tokens: b + 2, missed: b + 3}
 	ctl, ev := CaptureMapSpecs()
 	g.spec.Capture = &CaptureSpec{Ctl: ctl, Events: ev, Missed: cs.missed, Generation: g.opts.Generation, slots: cs}
 	g.note("capture: no rule decided yet")

@@ -169,12 +169,22 @@ const (
 )
 
 // maxCounterValue is the largest per-CPU value the kernel allocates
-// (PCPU_MIN_UNIT_SIZE): 4096 counters.
-const maxCounterValue = 32768
+// (PCPU_MIN_UNIT_SIZE): 4096 counters. Larger rulesets spread their
+// counters over several elements of the per-CPU array (ctrPerElem each):
+// the prologue looks every element up once and keeps the pointers on the
+// stack (sCtrPtr), so a counter beyond the first element costs one more
+// load. Counter i is element i/ctrPerElem, index i%ctrPerElem.
+const (
+	maxCounterValue = 32768
+	ctrPerElem      = maxCounterValue / 8
+	maxCounterElems = 8    // 32768 counters, about 16,000 rules
+	sCtrPtr         = -264 // pointers to elements 1..maxCounterElems-1, 8 bytes each, downwards
+)
 
-// NumCounters returns the number of uint64 in the counter value.
+// NumCounters returns the number of uint64 counters, the statistics and
+// the rule and policy counters of every element (the last padded).
 func (s *Spec) NumCounters() int {
-	return int(s.Counters.ValueSize / 8)
+	return int(s.Counters.ValueSize/8) * int(s.Counters.MaxEntries)
 }
 
 // Instructions returns the number of instructions (double-wide loads
@@ -279,6 +289,7 @@ type gen struct {
 	usedMalformed [16]bool
 	siteInsn      []int // instruction index of each fallback site
 	rl            rateGen
+	capBase       int // first of the capture slots (CompileOptions.Capture)
 	str           strGen
 }
 
@@ -401,31 +412,94 @@ const (
 	sProtoFound                   // IPv6: the extension-header walk found the upper layer
 )
 
-func (g *gen) ld(dst asm.Register, slot int16) { g.emit(asm.LoadMem(dst, asm.R10, slot, asm.DWord)) }
+// ld loads a slot. The OR with 0 changes nothing but unlinks the register
+// from the slot in the verifier (an ALU result gets a fresh identity):
+// otherwise every comparison a rule makes refines the spilled slot too,
+// the paths reaching the next rule carry different facts about it, the
+// verifier cannot prune them, and a flat ruleset of a thousand rules
+// exhausts its one million instructions.
+func (g *gen) ld(dst asm.Register, slot int16) {
+	g.emit(asm.LoadMem(dst, asm.R10, slot, asm.DWord), asm.Or.Imm(dst, 0))
+}
 func (g *gen) st(slot int16, src asm.Register) { g.emit(asm.StoreMem(asm.R10, slot, src, asm.DWord)) }
 
-// incr adds 1 to counter idx (absolute index in the value).
-func (g *gen) incr(idx int) {
-	off := int16(idx * 8)
+// ctrElems is the number of counter elements the layout needs.
+func (g *gen) ctrElems() int { return max(1, (g.nctr+ctrPerElem-1)/ctrPerElem) }
+
+// loadCtrPtrs looks up counter elements 1.. after R9 (element 0) and
+// spills their pointers to sCtrPtr.
+func (g *gen) loadCtrPtrs() {
+	for e := 1; e < g.ctrElems(); e++ {
+		g.note("counter element %d (counters %d..%d)", e, e*ctrPerElem, (e+1)*ctrPerElem-1)
+		g.emit(
+			asm.Mov.Imm(asm.R1, int32(e)),
+			asm.StoreMem(asm.R10, sSetKey, asm.R1, asm.Word),
+			asm.LoadMapPtr(asm.R1, 0).WithReference("counters"),
+			asm.Mov.Reg(asm.R2, asm.R10),
+			asm.Add.Imm(asm.R2, sSetKey),
+			asm.FnMapLookupElem.Call(),
+		)
+		g.jfar(asm.JEq.Imm(asm.R0, 0, ""), lAbort)
+		g.emit(asm.StoreMem(asm.R10, sCtrPtr-8*int16(e-1), asm.R0, asm.DWord))
+	}
+	if g.ctrElems() > 1 {
+		g.emit(asm.Mov.Imm(asm.R1, 0), asm.StoreMem(asm.R10, sSetKey, asm.R1, asm.DWord))
+	}
+}
+
+// addCtr adds src to counter idx. In element 0 it goes through R9 and
+// clobbers R1; beyond, through the element's spilled pointer, with an
+// atomic add (no scratch register), clobbering R1.
+func (g *gen) addCtr(idx int, src asm.Register) {
+	if idx < ctrPerElem {
+		off := int16(idx * 8)
+		g.emit(
+			asm.LoadMem(asm.R1, asm.R9, off, asm.DWord),
+			asm.Add.Reg(asm.R1, src),
+			asm.StoreMem(asm.R9, off, asm.R1, asm.DWord),
+		)
+		return
+	}
+	e, off := idx/ctrPerElem, int16(idx%ctrPerElem*8)
 	g.emit(
-		asm.LoadMem(asm.R1, asm.R9, off, asm.DWord),
-		asm.Add.Imm(asm.R1, 1),
-		asm.StoreMem(asm.R9, off, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R10, sCtrPtr-8*int16(e-1), asm.DWord),
+		asm.AddAtomic.Mem(asm.R1, src, asm.DWord, off),
 	)
+}
+
+// incr adds 1 to counter idx (absolute index); it clobbers R1 and R2.
+func (g *gen) incr(idx int) {
+	if idx < ctrPerElem {
+		off := int16(idx * 8)
+		g.emit(
+			asm.LoadMem(asm.R1, asm.R9, off, asm.DWord),
+			asm.Add.Imm(asm.R1, 1),
+			asm.StoreMem(asm.R9, off, asm.R1, asm.DWord),
+		)
+		return
+	}
+	g.emit(asm.Mov.Imm(asm.R2, 1))
+	g.addCtr(idx, asm.R2)
 }
 
 // count adds one packet and its L3 length to the counter pair at idx.
 func (g *gen) count(idx int) {
-	off := int16(idx * 8)
+	if idx+1 < ctrPerElem {
+		off := int16(idx * 8)
+		g.ld(asm.R2, sLen)
+		g.emit(
+			asm.LoadMem(asm.R1, asm.R9, off, asm.DWord),
+			asm.Add.Imm(asm.R1, 1),
+			asm.StoreMem(asm.R9, off, asm.R1, asm.DWord),
+			asm.LoadMem(asm.R1, asm.R9, off+8, asm.DWord),
+			asm.Add.Reg(asm.R1, asm.R2),
+			asm.StoreMem(asm.R9, off+8, asm.R1, asm.DWord),
+		)
+		return
+	}
+	g.incr(idx)
 	g.ld(asm.R2, sLen)
-	g.emit(
-		asm.LoadMem(asm.R1, asm.R9, off, asm.DWord),
-		asm.Add.Imm(asm.R1, 1),
-		asm.StoreMem(asm.R9, off, asm.R1, asm.DWord),
-		asm.LoadMem(asm.R1, asm.R9, off+8, asm.DWord),
-		asm.Add.Reg(asm.R1, asm.R2),
-		asm.StoreMem(asm.R9, off+8, asm.R1, asm.DWord),
-	)
+	g.addCtr(idx+1, asm.R2)
 }
 
 func (g *gen) ret(action int32) {
@@ -436,6 +510,12 @@ func (g *gen) ret(action int32) {
 func (g *gen) program(rs4, rs6 *rules.Ruleset) error {
 	// Counter layout, exactly engine/program.go's slot numbering.
 	base := NumStats + numScratch
+	if g.opts.Capture {
+		// The capture slots sit right after the statistics, in the
+		// first counter element, where R9 reaches them.
+		g.capBase = base
+		base += numCaptureSlots
+	}
 	for _, rs := range []*rules.Ruleset{rs4, rs6} {
 		if rs == nil {
 			continue
@@ -458,8 +538,8 @@ func (g *gen) program(rs4, rs6 *rules.Ruleset) error {
 		base += slot
 	}
 	g.nctr = base
-	if g.nctr*8 > maxCounterValue {
-		return fmt.Errorf("the rulesets need %d counters; one per-CPU value holds at most %d", g.nctr, maxCounterValue/8)
+	if g.nctr > maxCounterElems*ctrPerElem {
+		return fmt.Errorf("the rulesets need %d counters; the counter map holds at most %d (about %d rules)", g.nctr, maxCounterElems*ctrPerElem, maxCounterElems*ctrPerElem/2)
 	}
 
 	g.scanRateLimits(rs4, rs6)
@@ -501,6 +581,7 @@ func (g *gen) prologue() {
 	)
 	g.jfar(asm.JEq.Imm(asm.R0, 0, ""), lAbort)
 	g.emit(asm.Mov.Reg(asm.R9, asm.R0))
+	g.loadCtrPtrs()
 	g.incr(StatPackets)
 	g.captureReset()
 }
@@ -942,8 +1023,8 @@ func (g *gen) finish() (*Spec, error) {
 		Name:       "sluice_ctr",
 		Type:       ebpf.PerCPUArray,
 		KeySize:    4,
-		ValueSize:  uint32(g.nctr * 8),
-		MaxEntries: 1,
+		ValueSize:  uint32(min(g.nctr, ctrPerElem) * 8),
+		MaxEntries: uint32(g.ctrElems()),
 	}
 	if g.opts.XSKQueues > 0 {
 		g.spec.XSKs = &ebpf.MapSpec{Name: "sluice_xsks", Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: uint32(g.opts.XSKQueues)}

@@ -102,24 +102,27 @@ func (s *Spec) explain(err error) error {
 		at, where, s.Instructions(), strings.Join(tail, "\n\t"), err)
 }
 
-// ReadCounters returns the counter value summed over CPUs.
+// ReadCounters returns the counters (NumCounters of them, every element
+// of the counter map in order) summed over CPUs.
 func (f *Filter) ReadCounters() ([]uint64, error) {
-	n := f.spec.NumCounters()
+	per := int(f.spec.Counters.ValueSize / 8)
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, err
 	}
-	per := make([][]uint64, ncpu)
-	for i := range per {
-		per[i] = make([]uint64, n)
+	vals := make([][]uint64, ncpu)
+	for i := range vals {
+		vals[i] = make([]uint64, per)
 	}
-	if err := f.Counters.Lookup(uint32(0), per); err != nil {
-		return nil, err
-	}
-	sum := make([]uint64, n)
-	for _, c := range per {
-		for i, v := range c {
-			sum[i] += v
+	sum := make([]uint64, f.spec.NumCounters())
+	for e := range int(f.spec.Counters.MaxEntries) {
+		if err := f.Counters.Lookup(uint32(e), vals); err != nil {
+			return nil, err
+		}
+		for _, c := range vals {
+			for i, v := range c {
+				sum[e*per+i] += v
+			}
 		}
 	}
 	return sum, nil

@@ -634,6 +634,38 @@ func TestCompileLargeInlining(t *testing.T) {
 	}
 }
 
+// TestCompileThousandsOfRules loads a flat ruleset of 2,300 rules, whose
+// 4,600+ counters span two elements of the counter map, and checks its
+// verdicts and every counter against the engine: the rules at the end,
+// which every frame reaches, count in the second element.
+func TestCompileThousandsOfRules(t *testing.T) {
+	testnet.RequireForTest(t)
+	if testing.Short() {
+		t.Skip("verifies a 50k-instruction program of 2,300 rules")
+	}
+	var b strings.Builder
+	b.WriteString("*raw\n:PREROUTING ACCEPT [0:0]\n:U - [0:0]\n-A PREROUTING -p udp -j U\n")
+	for i := 0; i < 2300; i++ {
+		switch i % 4 {
+		case 0:
+			fmt.Fprintf(&b, "-A PREROUTING -s 172.%d.%d.0/24 -j DROP\n", 16+i/256%16, i%256)
+		case 1:
+			fmt.Fprintf(&b, "-A PREROUTING -p tcp -m tcp --dport %d --tcp-flags SYN,ACK SYN -j DROP\n", 20000+i)
+		case 2:
+			fmt.Fprintf(&b, "-A U -p udp -m udp --sport %d -m length --length 100:200 -j DROP\n", 20000+i)
+		case 3:
+			fmt.Fprintf(&b, "-A PREROUTING -m ttl --ttl-eq %d -m iprange --src-range 198.18.%d.0-198.18.%d.255 -j DROP\n", i%256, i%256, i%256)
+		}
+	}
+	b.WriteString("-A PREROUTING -p tcp\n-A PREROUTING -p udp\n-A PREROUTING -m ttl --ttl-gt 32\n-A U -p udp -m udp --dport 53 -j DROP\nCOMMIT\n")
+	rs := parse4(t, b.String())
+	spec := diff(t, rs, CompileOptions{InIface: "eth0", Capture: true}, synthFrames(3000, 3), inputSites...)
+	t.Logf("%d rules: %d instructions, %d counters in %d elements", len(spec.Rules), spec.Instructions(), spec.NumCounters(), spec.Counters.MaxEntries)
+	if spec.Counters.MaxEntries != 2 {
+		t.Errorf("counter elements: %d, want 2", spec.Counters.MaxEntries)
+	}
+}
+
 // BenchmarkCompileRun runs the example subset's program over a mix of
 // the example's frames with BPF_PROG_TEST_RUN's repeat and reports the
 // kernel's time per packet.

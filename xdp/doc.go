@@ -24,9 +24,17 @@
 //     comment, user chains are inlined at each call site (-j returns to
 //     the next rule, -g to the caller's return point, RETURN in a built-in
 //     chain or off the end of a chain reached by -g applies the policy, as
-//     ipt_do_table's underflow does). Counters live in one per-CPU array
-//     value, numbered like engine/program.go's slots, so Spec.Report gives
-//     the report the engine gives for the same packets.
+//     ipt_do_table's underflow does). Counters live in a per-CPU array
+//     (4096 to an element, up to 8 elements), numbered like
+//     engine/program.go's slots, so Spec.Report gives the report the
+//     engine gives for the same packets.
+//
+// Large rulesets need no tail calls: the program is straight-line code,
+// and every slot load unlinks the register from its stack slot (ld), so
+// the paths reaching a rule carry the same facts and the verifier prunes
+// them. A flat ruleset of 2,300 rules (52k instructions) verifies in a
+// few seconds (TestCompileThousandsOfRules); the limit is the counter
+// map's 32,768 counters, about 16,000 rules.
 //
 // -m string runs in the program (strmatch.go): a bpf_loop callback per
 // rule searches the window skb_find_text searches, [from, min(to, L3

@@ -87,7 +87,12 @@ func (f *Filter) ZeroCounters() error {
 	}
 	zero := make([][]uint64, ncpu)
 	for i := range zero {
-		zero[i] = make([]uint64, f.spec.NumCounters())
+		zero[i] = make([]uint64, f.spec.Counters.ValueSize/8)
 	}
-	return f.Counters.Put(uint32(0), zero)
+	for e := range f.spec.Counters.MaxEntries {
+		if err := f.Counters.Put(e, zero); err != nil {
+			return err
+		}
+	}
+	return nil
 }
