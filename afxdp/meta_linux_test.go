@@ -23,7 +23,7 @@ const metaRules = `*raw
 :OUTPUT ACCEPT [0:0]
 -A PREROUTING -p udp -m udp --dport 3 -j DROP
 -A PREROUTING -p udp -m udp --dport 1 -m limit --limit 5/sec -j ACCEPT
--A PREROUTING -p udp -m udp --dport 2 -m string --string "EVIL" --algo bm -j DROP
+-A PREROUTING -p udp -m udp --dport 2 -m recent --name meta --set -j DROP
 COMMIT
 `
 
