@@ -180,7 +180,7 @@ func TestEndToEndAuto(t *testing.T) {
 		{"-A", "INPUT", "-p", "udp", "-m", "udp", "--dport", "7777", "-m", "string", "--string", "EVIL", "--algo", "bm"},
 	}
 	for _, r := range kernelExtra {
-		if _, err := tp.s.Run(ctx, "iptables-legacy", r...); err != nil {
+		if _, err := tp.s.Run(ctx, "iptables-legacy", append([]string{"-w", "10"}, r...)...); err != nil {
 			t.Fatal(err)
 		}
 	}

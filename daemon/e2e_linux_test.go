@@ -118,7 +118,7 @@ func buildTopo(t *testing.T, o topoOptions) *topo {
 			t.Fatal(err)
 		}
 	}
-	if _, err := tp.s.RunInput(ctx, []byte(o.kernelRules), "iptables-legacy-restore"); err != nil {
+	if _, err := tp.s.RunInput(ctx, []byte(o.kernelRules), "iptables-legacy-restore", "--wait=10"); err != nil {
 		t.Fatal(err)
 	}
 	for _, x := range []struct {

@@ -34,7 +34,7 @@ func TestReloadAuto(t *testing.T) {
 		{"-A", "INPUT", "-i", "sv0", "-p", "udp", "-m", "udp", "--dport", "5353"},
 		{"-A", "INPUT", "-p", "udp", "-m", "udp", "--dport", "6666"},
 	} {
-		if _, err := tp.s.Run(ctx, "iptables-legacy", r...); err != nil {
+		if _, err := tp.s.Run(ctx, "iptables-legacy", append([]string{"-w", "10"}, r...)...); err != nil {
 			t.Fatal(err)
 		}
 	}

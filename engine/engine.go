@@ -115,10 +115,17 @@ type Worker struct {
 	lastRule int32
 	lastFam  packet.Family
 
-	// per-packet scratch: the clock and addresses as integers, computed once.
+	// per-packet scratch: the clock and addresses as integers, computed
+	// once, and the set groups' lookups (ipset.Matcher.Match4), zeroed.
 	now        int64
 	src4, dst4 uint32
 	src6, dst6 [2]uint64
+	setMemo    [2]uint32
+
+	// The jiffy of the clock span [jFrom, jTo), kept so consecutive
+	// packets skip the division (jiffies).
+	jCur       uint64
+	jFrom, jTo int64
 }
 
 type stackEntry struct{ ret, chain int32 }
@@ -175,10 +182,11 @@ func (w *Worker) process(p *packet.Packet, now int64) Verdict {
 	}
 	if p.Family == packet.FamilyIPv4 {
 		w.src4, w.dst4 = addr4(p.Src), addr4(p.Dst)
+		w.setMemo = [2]uint32{}
 	} else {
 		w.src6, w.dst6 = addr6(p.Src), addr6(p.Dst)
 	}
-	j := w.pr.clock.Jiffies(now)
+	j := w.jiffies(now)
 	w.now = now
 	for h := 0; h < int(fp.nhooks); h++ {
 		if h == 2 {
@@ -213,6 +221,16 @@ func (w *Worker) process(p *packet.Packet, now int64) Verdict {
 
 const resHotdropVerdict = targetKind(255)
 
+// jiffies is w.pr.clock.Jiffies(now), reusing the last packet's value
+// while now stays within the same tick.
+func (w *Worker) jiffies(now int64) uint64 {
+	if now >= w.jFrom && now < w.jTo {
+		return w.jCur
+	}
+	w.jCur, w.jFrom, w.jTo = w.pr.clock.Tick(now)
+	return w.jCur
+}
+
 // runChain is ipt_do_table for one hook: it returns tAccept, tDrop or
 // resHotdropVerdict.
 func (w *Worker) runChain(fp *familyProgram, entry int32, p *packet.Packet, j uint64) targetKind {
@@ -223,16 +241,26 @@ func (w *Worker) runChain(fp *familyProgram, entry int32, p *packet.Packet, j ui
 // return points already on w.stack: runChain starts at the hook's first
 // rule, ProcessFrom resumes where the XDP program handed the packet over.
 // The skip tables are exact from any starting rule.
+//
+// A rule is its header checks (header) followed by its ops. The header
+// is checked only when the rule has a check that can fail (rule.hdr) that
+// the skip table row has not settled already; most rules go straight to
+// their ops.
 func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *packet.Packet, j uint64) targetKind {
 	ctr := w.ctr[p.Family]
 	l3len := uint64(p.Len)
-	sk := fp.skipFor(p)
+	sk, trusted := fp.skipFor(p)
+	hmask := hdrAddr | hdrIface | hdrProto
+	if trusted {
+		hmask = hdrAddr | hdrIface
+	}
+	end := fp.chains[cur].end
 	for {
-		c := &fp.chains[cur]
-		if i < c.end {
+		if i < end {
 			i = sk[i]
 		}
-		if i >= c.end {
+		if i >= end {
+			c := &fp.chains[cur]
 			if c.builtin {
 				return w.policy(ctr, c, l3len)
 			}
@@ -245,14 +273,30 @@ func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *pack
 			}
 			sp--
 			i, cur = w.stack[sp].ret, w.stack[sp].chain
+			end = fp.chains[cur].end
 			continue
 		}
 		r := &fp.rules[i]
-		switch w.match(r, p, j) {
-		case resNo:
-			i++
-			continue
-		case resHotdrop:
+		if r.hdr&hmask != 0 {
+			switch w.header(r, p) {
+			case resNo:
+				i++
+				continue
+			case resHotdrop:
+				return resHotdropVerdict
+			}
+		}
+		res := uint8(resYes)
+		for k := range r.ops {
+			if res = w.evalOp(&r.ops[k], p, j); res != resYes {
+				break
+			}
+		}
+		if res != resYes {
+			if res == resNo {
+				i++
+				continue
+			}
 			return resHotdropVerdict
 		}
 		ctr[r.ctr].Add(1)
@@ -275,14 +319,15 @@ func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *pack
 			}
 			sp--
 			i, cur = w.stack[sp].ret, w.stack[sp].chain
+			end = fp.chains[cur].end
 		case tJump:
 			w.stack[sp] = stackEntry{ret: i + 1, chain: cur}
 			sp++
 			cur = r.jump
-			i = fp.chains[cur].start
+			i, end = fp.chains[cur].start, fp.chains[cur].end
 		case tGoto:
 			cur = r.jump
-			i = fp.chains[cur].start
+			i, end = fp.chains[cur].start, fp.chains[cur].end
 		}
 	}
 }
@@ -298,9 +343,9 @@ func (w *Worker) policy(ctr []atomic.Uint64, c *chain, l3len uint64) targetKind 
 	return tAccept
 }
 
-// match is ip_packet_match / ip6_packet_match followed by the rule's
-// matches in order.
-func (w *Worker) match(r *rule, p *packet.Packet, j uint64) uint8 {
+// header is ip_packet_match / ip6_packet_match: the rule's fixed header
+// fields against the packet.
+func (w *Worker) header(r *rule, p *packet.Packet) uint8 {
 	f := r.flags
 	if p.Family == packet.FamilyIPv4 {
 		if (w.src4&r.smask4 != r.src4) != (f&fSrcInv != 0) {
@@ -350,11 +395,6 @@ func (w *Worker) match(r *rule, p *packet.Packet, j uint64) uint8 {
 			}
 		} else if r.proto != 0 && f&fProtoInv == 0 {
 			return resNo
-		}
-	}
-	for k := range r.ops {
-		if res := w.evalOp(&r.ops[k], p, j); res != resYes {
-			return res
 		}
 	}
 	return resYes

@@ -8,6 +8,7 @@ func DisableSkip(pr *Program) {
 		if fp == nil {
 			continue
 		}
+		fp.skipTrusted = false
 		n := int(fp.nskip)
 		none := fp.skip[int(fp.noneCls)*n : int(fp.noneCls)*n+n]
 		for c := 0; c*n < len(fp.skip); c++ {

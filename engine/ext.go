@@ -3,13 +3,10 @@ package engine
 import (
 	"fmt"
 
-	"github.com/sluice-project/sluice/engine/cbpf"
 	"github.com/sluice-project/sluice/engine/hashlimit"
 	"github.com/sluice-project/sluice/engine/ipset"
 	"github.com/sluice-project/sluice/engine/limit"
 	"github.com/sluice-project/sluice/engine/recent"
-	"github.com/sluice-project/sluice/engine/strmatch"
-	"github.com/sluice-project/sluice/engine/u32"
 	"github.com/sluice-project/sluice/packet"
 	"github.com/sluice-project/sluice/rules"
 )
@@ -35,28 +32,15 @@ func (e *extState) init(sets *ipset.Registry, hz uint64) {
 	e.limits = map[string]*limit.State{}
 }
 
-// extOp points at the compiled program or shared state of one match.
-type extOp struct {
-	u32   *u32.Match
-	bpf   *cbpf.Filter
-	str   *strmatch.Matcher
-	lim   *limit.State
-	hl    *hashlimit.Table
-	rec   *recent.Match
-	set   *ipset.Set
-	dirs  []ipset.Dir
-	flags ipset.MatchFlags
-}
-
 func compileExt(fam packet.Family, m rules.Match, st *State, now int64, id string) (op, bool, error) {
 	j := st.clock().Jiffies(now)
 	switch m := m.(type) {
 	case *rules.U32:
-		return op{kind: opU32, inv: m.Invert, ext: extOp{u32: m.M}}, true, nil
+		return op{kind: opU32, inv: m.Invert, x: &opExt{u32: m.M}}, true, nil
 	case *rules.BPF:
-		return op{kind: opBPF, ext: extOp{bpf: m.F}}, true, nil
+		return op{kind: opBPF, x: &opExt{bpf: m.F}}, true, nil
 	case *rules.String:
-		return op{kind: opString, inv: m.Invert, ext: extOp{str: m.M}}, true, nil
+		return op{kind: opString, inv: m.Invert, x: &opExt{str: m.M}}, true, nil
 	case *rules.Limit:
 		s := st.ext.limits[id]
 		if s == nil || s.Config() != m.Cfg {
@@ -66,28 +50,29 @@ func compileExt(fam packet.Family, m rules.Match, st *State, now int64, id strin
 			}
 		}
 		st.ext.nextLimits[id] = s
-		return op{kind: opLimit, ext: extOp{lim: s}}, true, nil
+		return op{kind: opLimit, x: &opExt{lim: s}}, true, nil
 	case *rules.Hashlimit:
 		t, err := st.ext.hashlimit.Get(m.Cfg, j)
 		if err != nil {
 			return op{}, false, err
 		}
 		t.SetFullPolicy(st.ext.full)
-		return op{kind: opHashlimit, ext: extOp{hl: t}}, true, nil
+		return op{kind: opHashlimit, hl: t}, true, nil
 	case *rules.Recent:
 		r, err := st.ext.recent.Get(m.Cfg)
 		if err != nil {
 			return op{}, false, err
 		}
-		return op{kind: opRecent, ext: extOp{rec: r}}, true, nil
+		return op{kind: opRecent, x: &opExt{rec: r}}, true, nil
 	case *rules.Set:
-		return op{kind: opSet, ext: extOp{set: m.Set, dirs: m.Dirs, flags: m.Flags}}, true, nil
+		return op{kind: opSet, set: ipset.NewMatcher(m.Set, m.Dirs, m.Flags)}, true, nil
 	}
 	return op{}, false, fmt.Errorf("match %s: %w", m.Name(), errUnsupported)
 }
 
+// evalExt runs the byte-level and the less common stateful matches.
 func (w *Worker) evalExt(o *op, p *packet.Packet, j uint64) uint8 {
-	x := &o.ext
+	x := o.x
 	switch o.kind {
 	case opU32:
 		return b2r(x.u32.Match(p.L3) != o.inv)
@@ -97,20 +82,12 @@ func (w *Worker) evalExt(o *op, p *packet.Packet, j uint64) uint8 {
 		return b2r(x.str.Match(p.L3) != o.inv)
 	case opLimit:
 		return b2r(x.lim.Match(j))
-	case opHashlimit:
-		m, hot := x.hl.Match(p, j)
-		if hot {
-			return resHotdrop
-		}
-		return b2r(m)
 	case opRecent:
 		m, hot := x.rec.Match(p, j)
 		if hot {
 			return resHotdrop
 		}
 		return b2r(m)
-	case opSet:
-		return b2r(x.set.Match(p, x.dirs, x.flags, w.now))
 	}
 	return resNo
 }

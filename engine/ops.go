@@ -3,6 +3,13 @@ package engine
 import (
 	"fmt"
 
+	"github.com/sluice-project/sluice/engine/cbpf"
+	"github.com/sluice-project/sluice/engine/hashlimit"
+	"github.com/sluice-project/sluice/engine/ipset"
+	"github.com/sluice-project/sluice/engine/limit"
+	"github.com/sluice-project/sluice/engine/recent"
+	"github.com/sluice-project/sluice/engine/strmatch"
+	"github.com/sluice-project/sluice/engine/u32"
 	"github.com/sluice-project/sluice/packet"
 	"github.com/sluice-project/sluice/rules"
 )
@@ -41,7 +48,10 @@ const (
 )
 
 // op is one compiled match. Fields are shared between kinds to keep the
-// struct small; each kind's use is documented in compileOp.
+// struct small; each kind's use is documented in compileOp. The operands
+// of the common header-like matches and the pointers the hot stateful
+// matches need are inline, so an op fits one cache line; the rest sit
+// behind x.
 type op struct {
 	kind opKind
 	inv  bool
@@ -50,11 +60,22 @@ type op struct {
 	inv2, inv3     bool
 	has2, has3     bool
 	r0, r1         rules.PortRange
-	ports          []rules.PortRange
-	mac            [6]byte
 	lo4, hi4       [2]uint32 // iprange v4: [src, dst]
-	lo6, hi6       [2][2]uint64
-	ext            extOp
+	set            *ipset.Matcher
+	hl             *hashlimit.Table
+	x              *opExt
+}
+
+// opExt holds the operands of the less common or bulkier matches.
+type opExt struct {
+	ports    []rules.PortRange
+	mac      [6]byte
+	lo6, hi6 [2][2]uint64
+	u32      *u32.Match
+	bpf      *cbpf.Filter
+	str      *strmatch.Matcher
+	lim      *limit.State
+	rec      *recent.Match
 }
 
 func compileOp(fam packet.Family, m rules.Match, st *State, now int64, id string) (op, bool, error) {
@@ -74,7 +95,7 @@ func compileOp(fam packet.Family, m rules.Match, st *State, now int64, id string
 		}
 		return op{kind: k, b0: m.Type, b1: m.CodeMin, b2: m.CodeMax, inv: m.Invert}, true, nil
 	case *rules.Multiport:
-		return op{kind: opMultiport, b0: uint8(m.Dir), ports: m.Ports, inv: m.Invert}, true, nil
+		return op{kind: opMultiport, b0: uint8(m.Dir), x: &opExt{ports: m.Ports}, inv: m.Invert}, true, nil
 	case *rules.Length:
 		return op{kind: opLength, r0: rules.PortRange{Min: m.Min, Max: m.Max}, inv: m.Invert}, true, nil
 	case *rules.TTL:
@@ -91,11 +112,12 @@ func compileOp(fam packet.Family, m rules.Match, st *State, now int64, id string
 			}
 		} else {
 			o.kind = opIPRange6
+			o.x = &opExt{}
 			if m.HasSrc {
-				o.lo6[0], o.hi6[0] = addr6(m.SrcMin), addr6(m.SrcMax)
+				o.x.lo6[0], o.x.hi6[0] = addr6(m.SrcMin), addr6(m.SrcMax)
 			}
 			if m.HasDst {
-				o.lo6[1], o.hi6[1] = addr6(m.DstMin), addr6(m.DstMax)
+				o.x.lo6[1], o.x.hi6[1] = addr6(m.DstMin), addr6(m.DstMax)
 			}
 		}
 		return o, true, nil
@@ -106,7 +128,7 @@ func compileOp(fam packet.Family, m rules.Match, st *State, now int64, id string
 	case *rules.PktType:
 		return op{kind: opPktType, b0: uint8(m.Type), inv: m.Invert}, true, nil
 	case *rules.MAC:
-		return op{kind: opMAC, mac: m.Addr, inv: m.Invert}, true, nil
+		return op{kind: opMAC, x: &opExt{mac: m.Addr}, inv: m.Invert}, true, nil
 	case *rules.Comment:
 		return op{}, false, nil
 	}
@@ -191,22 +213,7 @@ func (w *Worker) evalOp(o *op, p *packet.Packet, j uint64) uint8 {
 		if p.L4Len < 4 {
 			return resHotdrop
 		}
-		for i := range o.ports {
-			r := o.ports[i]
-			var m bool
-			switch rules.MultiportDir(o.b0) {
-			case rules.MultiportSrc:
-				m = inRange(p.SrcPort, r)
-			case rules.MultiportDst:
-				m = inRange(p.DstPort, r)
-			default:
-				m = inRange(p.SrcPort, r) || inRange(p.DstPort, r)
-			}
-			if m {
-				return b2r(!o.inv)
-			}
-		}
-		return b2r(o.inv)
+		return b2r(multiportMatch(o, p.SrcPort, p.DstPort) != o.inv)
 	case opLength:
 		l := uint16(p.Len)
 		return b2r((l >= o.r0.Min && l <= o.r0.Max) != o.inv)
@@ -238,10 +245,11 @@ func (w *Worker) evalOp(o *op, p *packet.Packet, j uint64) uint8 {
 		}
 		return resYes
 	case opIPRange6:
-		if o.has2 && (less6(w.src6, o.lo6[0]) || less6(o.hi6[0], w.src6)) != o.inv {
+		x := o.x
+		if o.has2 && (less6(w.src6, x.lo6[0]) || less6(x.hi6[0], w.src6)) != o.inv {
 			return resNo
 		}
-		if o.has3 && (less6(w.dst6, o.lo6[1]) || less6(o.hi6[1], w.dst6)) != o.inv2 {
+		if o.has3 && (less6(w.dst6, x.lo6[1]) || less6(x.hi6[1], w.dst6)) != o.inv2 {
 			return resNo
 		}
 		return resYes
@@ -256,9 +264,40 @@ func (w *Worker) evalOp(o *op, p *packet.Packet, j uint64) uint8 {
 		if !p.HasMAC {
 			return resNo
 		}
-		return b2r((p.SrcMAC == o.mac) != o.inv)
+		return b2r((p.SrcMAC == o.x.mac) != o.inv)
+	case opSet:
+		if p.Family == packet.FamilyIPv4 {
+			return b2r(o.set.Match4(p, w.src4, w.dst4, w.now, &w.setMemo))
+		}
+		return b2r(o.set.Match(p, w.now))
+	case opHashlimit:
+		m, hot := o.hl.Match(p, j)
+		if hot {
+			return resHotdrop
+		}
+		return b2r(m)
 	}
 	return w.evalExt(o, p, j)
+}
+
+// multiportMatch reports whether a port the multiport op o tests falls in
+// one of its ranges (before inversion).
+func multiportMatch(o *op, sport, dport uint16) bool {
+	for _, r := range o.x.ports {
+		var m bool
+		switch rules.MultiportDir(o.b0) {
+		case rules.MultiportSrc:
+			m = inRange(sport, r)
+		case rules.MultiportDst:
+			m = inRange(dport, r)
+		default:
+			m = inRange(sport, r) || inRange(dport, r)
+		}
+		if m {
+			return true
+		}
+	}
+	return false
 }
 
 func b2r(b bool) uint8 {

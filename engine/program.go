@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 
+	"github.com/sluice-project/sluice/engine/ipset"
 	"github.com/sluice-project/sluice/packet"
 	"github.com/sluice-project/sluice/rules"
 )
@@ -36,22 +38,65 @@ const (
 )
 
 // rule is one compiled rule. The fixed part mirrors struct ipt_ip so the
-// common case (addresses, protocol) is a few integer compares.
+// common case (addresses, protocol) is a few integer compares. What the
+// traversal reads for an IPv4 rule is inline, in 64 bytes, so a ruleset's
+// rules stay in few cache lines while packets stream through; the IPv6
+// addresses, interface names and source are behind ruleInfo.
 type rule struct {
 	flags uint16
 	proto uint8
 	kind  targetKind
-	log   bool  // LOG or NFLOG: write a line when a sink is set
-	jump  int32 // chain index for tJump / tGoto
-	ctr   int32 // counter slot: packets at ctr, bytes at ctr+1
+	// hdr says which header checks can fail for this rule (hdr* bits);
+	// a rule without any goes straight to its matches.
+	hdr  uint8
+	log  bool  // LOG or NFLOG: write a line when a sink is set
+	jump int32 // chain index for tJump / tGoto
+	ctr  int32 // counter slot: packets at ctr, bytes at ctr+1
 
 	src4, smask4, dst4, dmask4 uint32
-	src6, smask6, dst6, dmask6 [2]uint64
+	ops                        []op // a window on familyProgram.ops
 
-	inIface, outIface ifname
-	ops               []op
+	*ruleInfo
+}
+
+// ruleInfo is the part of a rule the IPv4 fast path does not read.
+type ruleInfo struct {
+	src6, smask6, dst6, dmask6 [2]uint64
+	inIface, outIface          ifname
 
 	src *rules.Rule
+}
+
+// Header checks a rule may need (rule.hdr).
+const (
+	// hdrAddr: -s or -d (or their inversion) can reject a packet.
+	hdrAddr uint8 = 1 << iota
+	// hdrIface: -i or -o is given.
+	hdrIface
+	// hdrProto: -p or -f (or, for IPv6, a header chain walk) can reject
+	// or hotdrop a packet. The skip tables already decide this check for
+	// every packet they classify (runFrom), so it runs only for the rest.
+	hdrProto
+)
+
+// headerChecks computes r.hdr from the rule's header fields.
+func (r *rule) headerChecks(fam packet.Family) uint8 {
+	var h uint8
+	if r.flags&(fSrcInv|fDstInv) != 0 || r.smask4|r.dmask4 != 0 ||
+		r.smask6[0]|r.smask6[1]|r.dmask6[0]|r.dmask6[1] != 0 {
+		h |= hdrAddr
+	}
+	if r.flags&(fInIface|fOutIface) != 0 {
+		h |= hdrIface
+	}
+	if fam == packet.FamilyIPv4 {
+		if r.proto != 0 || r.flags&fFrag != 0 {
+			h |= hdrProto
+		}
+	} else if r.flags&fProto != 0 {
+		h |= hdrProto
+	}
+	return h
 }
 
 // ifname is an interface name compared as the kernel's
@@ -106,15 +151,26 @@ type familyProgram struct {
 	nhooks int32
 	chains []chain
 	rules  []rule
+	ops    []op // every rule's matches, in rule order
 	nctr   int
 
-	// skip tables (buildSkip)
-	skip     []int32
-	nskip    int32
-	protoCls [256]uint8
-	nflag    uint16
-	tcpBase  int32
-	noneCls  int32
+	// skip tables (buildSkip). skipTrusted says a packet's class row
+	// also settles its protocol and fragment header checks (it is false
+	// only when a test replaced the rows with the identity).
+	skip        []int32
+	skipTrusted bool
+	nskip       int32
+	protoCls    [256]uint8
+	// TCP classes (ntcp): flags (nflag of them, the low bits of the
+	// flags byte) × source × destination port class; UDP classes (nudp):
+	// source × destination port class. Port classes are nil when there
+	// would be too many.
+	ntcp, nudp         bool
+	nflag              uint16
+	tcpSport, tcpDport *portClasses
+	udpSport, udpDport *portClasses
+	tcpBase, udpBase   int32
+	noneCls            int32
 }
 
 // compileFamily flattens a ruleset: every chain's rules become a contiguous
@@ -159,6 +215,26 @@ func compileFamily(rs *rules.Ruleset, st *State, now int64) (*familyProgram, err
 		ctr += 2
 	}
 	fp.nctr = ctr
+	// One array for every rule's ops: a traversal walks them in order.
+	n := 0
+	for i := range fp.rules {
+		n += len(fp.rules[i].ops)
+	}
+	fp.ops = make([]op, 0, n)
+	var sets []*ipset.Matcher
+	for i := range fp.rules {
+		r := &fp.rules[i]
+		k := len(fp.ops)
+		fp.ops = append(fp.ops, r.ops...)
+		r.ops = fp.ops[k:len(fp.ops):len(fp.ops)]
+		r.hdr = r.headerChecks(fp.fam)
+		for k := range r.ops {
+			if r.ops[k].kind == opSet {
+				sets = append(sets, r.ops[k].set)
+			}
+		}
+	}
+	ipset.GroupMatchers(sets)
 	fp.buildSkip()
 	for h, hk := range rules.IngressHooks {
 		if ci, ok := index[key{hk.Table, hk.Chain}]; ok {
@@ -180,7 +256,7 @@ func addr6(a netip.Addr) [2]uint64 {
 }
 
 func compileRule(rs *rules.Ruleset, table string, r *rules.Rule, st *State, now int64, id string) (rule, error) {
-	cr := rule{src: r}
+	cr := rule{ruleInfo: &ruleInfo{src: r}}
 	if r.Src.Set {
 		if rs.Family == packet.FamilyIPv4 {
 			cr.src4, cr.smask4 = addr4(r.Src.Addr), addr4(r.Src.Mask)
@@ -263,18 +339,99 @@ func protoGiven(r *rules.Rule) bool {
 }
 
 // Skip tables. A rule whose header cannot pass for a packet's protocol
-// and fragment state, or whose first match is a tcp match whose
-// --tcp-flags test fails on a readable TCP header, returns "no match"
-// without side effects or hotdrops whatever else it checks: the header
-// is compared before any match, and a first match cannot be preceded by
-// a stateful one. Such rules are skipped outright. A packet gets a class
-// once per chain traversal; skip[class*len(rules)+i] is the first rule at
-// or after i in i's chain that its class does not exclude, or the chain's
-// end.
+// and fragment state, or whose first match is a tcp, udp or multiport
+// match whose flag or port test fails on a readable transport header,
+// returns "no match" without side effects or hotdrops whatever else it
+// checks: the header is compared before any match, and a first match
+// cannot be preceded by a stateful one. Such rules are skipped outright.
+// A packet gets a class once per chain traversal; skip[class*len(rules)+i]
+// is the first rule at or after i in i's chain that its class does not
+// exclude, or the chain's end.
+//
+// The classes are: protocol × fragment; for an unfragmented TCP packet
+// with a full header, TCP flags × source port class × destination port
+// class; for an unfragmented UDP packet with a full header, source ×
+// destination port class; and a catch-all that excludes nothing. Port
+// classes split the port space at the bounds of every range the first
+// matches name, so every port of a class passes or fails each of those
+// ranges alike.
 
-// maxSkipEntries bounds the tables' size; past it the tcp flag classes
-// are left out.
+// maxSkipEntries bounds the tables' size; past it the port classes, then
+// the tcp flag classes, are left out.
 const maxSkipEntries = 1 << 22
+
+// skipClass is what a skip table class knows of its packets.
+type skipClass struct {
+	proto        uint8
+	frag         bool
+	hasFlags     bool // an unfragmented TCP packet with a full header
+	flags        uint8
+	hasPorts     bool // an unfragmented TCP or UDP packet with a full header
+	sport, dport uint16
+	none         bool
+}
+
+// portClasses maps a port to its class: blk by the port's high byte
+// holds the class, or (with portSub set) the index of a sub-table by the
+// low byte, for the few 256-port blocks that a bound splits.
+type portClasses struct {
+	n    int
+	reps []uint16 // the lowest port of each class
+	blk  [256]uint16
+	sub  [][256]uint8
+}
+
+const portSub = 0x8000
+
+func (pc *portClasses) class(port uint16) int32 {
+	v := pc.blk[port>>8]
+	if v&portSub != 0 {
+		return int32(pc.sub[v&^portSub][port&255])
+	}
+	return int32(v)
+}
+
+// newPortClasses splits the port space at the given range bounds (the
+// first port of each class, 0 included implicitly). It returns nil when
+// there are more than 255 classes.
+func newPortClasses(starts map[uint32]bool) *portClasses {
+	starts[0] = true
+	var bounds []uint32
+	for b := range starts {
+		if b <= 0xffff {
+			bounds = append(bounds, b)
+		}
+	}
+	slices.Sort(bounds)
+	if len(bounds) > 255 {
+		return nil
+	}
+	pc := &portClasses{n: len(bounds)}
+	for _, b := range bounds {
+		pc.reps = append(pc.reps, uint16(b))
+	}
+	cls := func(port uint32) int {
+		i, found := slices.BinarySearch(bounds, port)
+		if !found {
+			i--
+		}
+		return i
+	}
+	for hi := uint32(0); hi < 256; hi++ {
+		c0 := cls(hi << 8)
+		if cls(hi<<8|255) == c0 {
+			pc.blk[hi] = uint16(c0)
+			continue
+		}
+		var t [256]uint8
+		for lo := uint32(0); lo < 256; lo++ {
+			t[lo] = uint8(cls(hi<<8 | lo))
+		}
+		pc.blk[hi] = portSub | uint16(len(pc.sub))
+		pc.sub = append(pc.sub, t)
+	}
+	return pc
+}
 
 func (fp *familyProgram) buildSkip() {
 	nr := len(fp.rules)
@@ -300,45 +457,116 @@ func (fp *familyProgram) buildSkip() {
 		reps[0] = uint8(other)
 	}
 	np := len(reps)
-	// tcp flag classes, when a rule starts with a --tcp-flags test.
+	// tcp flag classes, when a rule starts with a --tcp-flags test, and
+	// the bounds of the port ranges the first matches test.
 	var fmask uint8
+	tS, tD, uS, uD := map[uint32]bool{}, map[uint32]bool{}, map[uint32]bool{}, map[uint32]bool{}
+	add := func(m map[uint32]bool, r rules.PortRange) {
+		m[uint32(r.Min)] = true
+		m[uint32(r.Max)+1] = true
+	}
 	for i := range fp.rules {
-		if r := &fp.rules[i]; len(r.ops) > 0 && r.ops[0].kind == opTCP && r.ops[0].has2 {
-			fmask |= r.ops[0].b0
+		r := &fp.rules[i]
+		if len(r.ops) == 0 {
+			continue
+		}
+		switch o := &r.ops[0]; o.kind {
+		case opTCP:
+			if o.has2 {
+				fmask |= o.b0
+			}
+			add(tS, o.r0)
+			add(tD, o.r1)
+		case opUDP:
+			add(uS, o.r0)
+			add(uD, o.r1)
+		case opMultiport:
+			for _, pr := range o.x.ports {
+				switch rules.MultiportDir(o.b0) {
+				case rules.MultiportSrc:
+					add(tS, pr)
+					add(uS, pr)
+				case rules.MultiportDst:
+					add(tD, pr)
+					add(uD, pr)
+				default:
+					add(tS, pr)
+					add(uS, pr)
+					add(tD, pr)
+					add(uD, pr)
+				}
+			}
 		}
 	}
-	nflag := 0
+	nflag := 1
 	if fmask != 0 {
 		nflag = 256
 		if fmask&0xc0 == 0 {
 			nflag = 64
 		}
+	}
+	fp.tcpSport, fp.tcpDport = newPortClasses(tS), newPortClasses(tD)
+	fp.udpSport, fp.udpDport = newPortClasses(uS), newPortClasses(uD)
+	ntcp := nflag * fp.tcpSport.count() * fp.tcpDport.count()
+	nudp := fp.udpSport.count() * fp.udpDport.count()
+	if fp.tcpSport == nil || fp.tcpDport == nil || fp.udpSport == nil || fp.udpDport == nil ||
+		(2*np+ntcp+nudp+1)*nr > maxSkipEntries {
+		// Too many classes: flags only.
+		fp.tcpSport, fp.tcpDport, fp.udpSport, fp.udpDport = nil, nil, nil, nil
+		ntcp, nudp = nflag, 0
 		if (2*np+nflag+1)*nr > maxSkipEntries {
-			nflag = 0
+			nflag, ntcp = 1, 0
 		}
 	}
-	fp.nflag = uint16(nflag)
+	if ntcp == 1 {
+		ntcp = 0 // nothing to tell apart: the protocol classes do
+	}
+	if nudp == 1 {
+		nudp = 0
+	}
+	fp.skipTrusted = true
+	fp.nflag = uint16(0)
+	if ntcp > 0 {
+		fp.nflag = uint16(nflag)
+	}
+	fp.ntcp, fp.nudp = ntcp > 0, nudp > 0
 	fp.tcpBase = int32(2 * np)
-	fp.noneCls = int32(2*np + nflag)
-	ncls := 2*np + nflag + 1
+	fp.udpBase = int32(2*np + ntcp)
+	fp.noneCls = int32(2*np + ntcp + nudp)
+	ncls := 2*np + ntcp + nudp + 1
 	fp.nskip = int32(nr)
 	fp.skip = make([]int32, ncls*nr)
 	for cls := 0; cls < ncls; cls++ {
-		proto, frag, flags, hasFlags, none := uint8(0), false, uint8(0), false, false
+		var k skipClass
 		switch {
 		case cls < 2*np:
-			proto, frag = reps[cls/2], cls%2 == 1
-		case cls < 2*np+nflag:
-			proto, flags, hasFlags = 6, uint8(cls-2*np), true
+			k.proto, k.frag = reps[cls/2], cls%2 == 1
+		case cls < 2*np+ntcp:
+			c := cls - 2*np
+			k.proto, k.hasFlags = packet.ProtoTCP, true
+			if fp.tcpSport != nil {
+				nd := fp.tcpDport.count()
+				ns := fp.tcpSport.count()
+				k.hasPorts = true
+				k.dport = fp.tcpDport.reps[c%nd]
+				k.sport = fp.tcpSport.reps[c/nd%ns]
+				c /= nd * ns
+			}
+			k.flags = uint8(c)
+		case cls < 2*np+ntcp+nudp:
+			c := cls - 2*np - ntcp
+			nd := fp.udpDport.count()
+			k.proto, k.hasPorts = packet.ProtoUDP, true
+			k.dport, k.sport = fp.udpDport.reps[c%nd], fp.udpSport.reps[c/nd]
 		default:
-			none = true
+			k.none = true
 		}
 		sk := fp.skip[cls*nr : (cls+1)*nr]
 		for ci := range fp.chains {
 			c := &fp.chains[ci]
 			next := c.end
 			for i := c.end - 1; i >= c.start; i-- {
-				if none || canMatch(&fp.rules[i], fp.fam, proto, frag, flags, hasFlags) {
+				if k.none || canMatch(&fp.rules[i], fp.fam, &k) {
 					next = i
 				}
 				sk[i] = next
@@ -347,21 +575,32 @@ func (fp *familyProgram) buildSkip() {
 	}
 }
 
-// canMatch reports whether rule r can match a packet of protocol proto
-// (found, for IPv6), a non-first fragment if frag, and, if hasFlags, an
-// unfragmented packet with a readable TCP header carrying flags. It
-// mirrors match's header checks and tcp_mt's flag test.
-func canMatch(r *rule, fam packet.Family, proto uint8, frag bool, flags uint8, hasFlags bool) bool {
+// count is the number of classes; 1 for none.
+func (pc *portClasses) count() int {
+	if pc == nil {
+		return 1
+	}
+	return pc.n
+}
+
+// canMatch reports whether rule r can match a packet of class k: of
+// protocol k.proto (found, for IPv6) and a non-first fragment if k.frag;
+// if k.hasFlags, an unfragmented packet with a readable TCP header
+// carrying k.flags; if k.hasPorts, an unfragmented TCP or UDP packet with
+// a readable header and ports k.sport and k.dport. It mirrors match's
+// header checks and the port and flag tests of tcp_mt, udp_mt and
+// multiport_mt.
+func canMatch(r *rule, fam packet.Family, k *skipClass) bool {
 	f := r.flags
 	if fam == packet.FamilyIPv4 {
-		if r.proto != 0 && (proto != r.proto) != (f&fProtoInv != 0) {
+		if r.proto != 0 && (k.proto != r.proto) != (f&fProtoInv != 0) {
 			return false
 		}
-		if f&fFrag != 0 && !frag != (f&fFragInv != 0) {
+		if f&fFrag != 0 && !k.frag != (f&fFragInv != 0) {
 			return false
 		}
 	} else if f&fProto != 0 {
-		if proto == r.proto {
+		if k.proto == r.proto {
 			if f&fProtoInv != 0 {
 				return false
 			}
@@ -369,22 +608,46 @@ func canMatch(r *rule, fam packet.Family, proto uint8, frag bool, flags uint8, h
 			return false
 		}
 	}
-	if hasFlags && len(r.ops) > 0 && r.ops[0].kind == opTCP && r.ops[0].has2 {
-		o := &r.ops[0]
-		if (flags&o.b0 == o.b1) == o.inv2 {
+	if len(r.ops) == 0 {
+		return true
+	}
+	o := &r.ops[0]
+	switch {
+	case o.kind == opTCP && k.hasFlags:
+		if o.has2 && (k.flags&o.b0 == o.b1) == o.inv2 {
+			return false
+		}
+		if k.hasPorts && (inRange(k.sport, o.r0) == o.inv || inRange(k.dport, o.r1) == o.inv3) {
+			return false
+		}
+	case o.kind == opUDP && k.hasPorts && k.proto == packet.ProtoUDP:
+		if inRange(k.sport, o.r0) == o.inv || inRange(k.dport, o.r1) == o.inv3 {
+			return false
+		}
+	case o.kind == opMultiport && k.hasPorts:
+		if multiportMatch(o, k.sport, k.dport) == o.inv {
 			return false
 		}
 	}
 	return true
 }
 
-// skipFor returns the skip table row of p's class.
-func (fp *familyProgram) skipFor(p *packet.Packet) []int32 {
+// skipFor returns the skip table row of p's class, and whether the row
+// settles the rules' protocol and fragment checks for p: every rule the
+// row does not skip passes them (canMatch), except for the catch-all class
+// of IPv6 packets whose header chain could not be walked.
+func (fp *familyProgram) skipFor(p *packet.Packet) ([]int32, bool) {
 	cls := fp.noneCls
 	switch {
 	case p.Family == packet.FamilyIPv6 && !p.ProtoFound:
-	case p.Proto == packet.ProtoTCP && fp.nflag != 0 && p.FragOff == 0 && p.L4Len >= 20:
-		cls = fp.tcpBase + int32(p.TCPFlags&uint8(fp.nflag-1))
+	case p.Proto == packet.ProtoTCP && fp.ntcp && p.FragOff == 0 && p.L4Len >= 20:
+		cls = int32(p.TCPFlags & uint8(fp.nflag-1))
+		if fp.tcpSport != nil {
+			cls = (cls*int32(fp.tcpSport.n)+fp.tcpSport.class(p.SrcPort))*int32(fp.tcpDport.n) + fp.tcpDport.class(p.DstPort)
+		}
+		cls += fp.tcpBase
+	case p.Proto == packet.ProtoUDP && fp.nudp && p.FragOff == 0 && p.L4Len >= 8:
+		cls = fp.udpBase + fp.udpSport.class(p.SrcPort)*int32(fp.udpDport.n) + fp.udpDport.class(p.DstPort)
 	default:
 		cls = 2 * int32(fp.protoCls[p.Proto])
 		if p.FragOff != 0 {
@@ -392,5 +655,5 @@ func (fp *familyProgram) skipFor(p *packet.Packet) []int32 {
 		}
 	}
 	n := fp.nskip
-	return fp.skip[cls*n : cls*n+n : cls*n+n]
+	return fp.skip[cls*n : cls*n+n : cls*n+n], cls != fp.noneCls && fp.skipTrusted
 }

@@ -26,6 +26,11 @@ import (
 type reassembler struct {
 	queues map[fragKey]*fragQueue
 	buf    []byte
+	// oldest is at most the creation time of every queue, so expire
+	// need not scan the table before a queue can have timed out: under a
+	// flood of fragments from fresh sources the table stays full, and
+	// every new queue would otherwise cost a scan of maxQueues entries.
+	oldest int64
 }
 
 type fragKey [11]byte // source, destination, id, protocol
@@ -69,6 +74,9 @@ func (ra *reassembler) add(p *packet.Packet, now int64, out *packet.Packet) bool
 			if len(ra.queues) >= maxQueues {
 				return false
 			}
+		}
+		if len(ra.queues) == 0 || now < ra.oldest {
+			ra.oldest = now
 		}
 		q = &fragQueue{created: now}
 		ra.queues[k] = q
@@ -159,11 +167,18 @@ func (q *fragQueue) insert(s span) {
 }
 
 func (ra *reassembler) expire(now int64) {
+	if now-ra.oldest <= fragTimeout {
+		return // no queue is older than oldest
+	}
+	oldest := now
 	for k, q := range ra.queues {
 		if now-q.created > fragTimeout {
 			delete(ra.queues, k)
+		} else if q.created < oldest {
+			oldest = q.created
 		}
 	}
+	ra.oldest = oldest
 }
 
 func ipChecksum(h []byte) uint16 {

@@ -113,10 +113,11 @@ func (w *Worker) processFrom(p *packet.Packet, now int64, site *ResumeSite) Verd
 	fp := w.pr.fam[p.Family]
 	if p.Family == packet.FamilyIPv4 {
 		w.src4, w.dst4 = addr4(p.Src), addr4(p.Dst)
+		w.setMemo = [2]uint32{}
 	} else {
 		w.src6, w.dst6 = addr6(p.Src), addr6(p.Dst)
 	}
-	j := w.pr.clock.Jiffies(now)
+	j := w.jiffies(now)
 	w.now = now
 	for h := site.hook; h < len(fp.hooks); h++ {
 		first := h == site.hook && site.rule >= 0

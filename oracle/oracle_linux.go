@@ -80,13 +80,13 @@ func Run(ctx context.Context, spec Spec, frames []Frame, opt Options) (rep *repo
 		if len(f.rules) == 0 {
 			continue
 		}
-		if _, err := pair.B.RunInput(ctx, f.rules, spec.Backend.tool(f.name, "restore")); err != nil {
+		if _, err := pair.B.RunInput(ctx, f.rules, spec.Backend.tool(f.name, "restore"), xtablesWaitRestore); err != nil {
 			return nil, fmt.Errorf("oracle: load %s rules: %w", f.name, err)
 		}
 		// Restore without -c starts at zero already; zero again so that
 		// counters in the input file cannot leak into the result.
 		for _, table := range tablesIn(f.rules) {
-			if _, err := pair.B.Run(ctx, spec.Backend.tool(f.name, ""), "-t", table, "-Z"); err != nil {
+			if _, err := pair.B.Run(ctx, spec.Backend.tool(f.name, ""), "-w", xtablesWaitSecs, "-t", table, "-Z"); err != nil {
 				return nil, fmt.Errorf("oracle: zero %s %s counters: %w", f.name, table, err)
 			}
 		}
@@ -160,3 +160,12 @@ func Run(ctx context.Context, spec Spec, frames []Frame, opt Options) (rep *repo
 	}
 	return rep, nil
 }
+
+// The xtables lock (/run/xtables.lock) is one file for every network
+// namespace: iptables-legacy in another namespace (a parallel test, the
+// host's firewall) may hold it, and without a wait the command fails at
+// once. The nft tools accept and ignore the option.
+const (
+	xtablesWaitSecs    = "10"
+	xtablesWaitRestore = "--wait=" + xtablesWaitSecs
+)

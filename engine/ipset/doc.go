@@ -33,7 +33,11 @@
 // one longest-prefix-match lookup returning the element index and its
 // nomatch flag (counters sets still bump the element's counters). IPv4
 // sets use lpm4, a DIR-24-8 (DIR-16-8-8, DIR-8-8-8-8 for smaller sets)
-// with popcount-compressed lower levels; IPv6 sets use bart.
+// with popcount-compressed lower levels; IPv6 sets use bart. A rule's
+// match is prepared once as a Matcher, and GroupMatchers lets the IPv4
+// hash:net sets a ruleset tests on the same address (an allow list, a
+// blocklist, bogons) share one lookup per packet in a table over the union
+// of their prefixes (group.go).
 //
 // The text format is `ipset save`'s, read as ipset(8)'s restore reads it,
 // and written back byte-for-byte as `ipset save` prints it, so a set file

@@ -28,6 +28,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"math"
 	"math/bits"
 	"os"
 	"strconv"
@@ -85,6 +86,29 @@ func (c Clock) Jiffies(now int64) uint64 {
 		return c.Offset - q
 	}
 	return c.Offset + q
+}
+
+// Tick returns Jiffies(now) and the span [from, to) of packet-clock
+// nanoseconds around now that map to the same jiffy, so a caller whose
+// clock moves forward in small steps can reuse the value until now
+// leaves the span instead of dividing for every packet. When the span is
+// not cheap to find (a negative time, an HZ that does not divide a
+// second, the clock's last tick) it is empty: from == to == now.
+func (c Clock) Tick(now int64) (j uint64, from, to int64) {
+	j = c.Jiffies(now)
+	hz := c.HZ
+	if hz == 0 {
+		hz = DefaultHZ
+	}
+	if now < 0 || nsPerSec%hz != 0 {
+		return j, now, now
+	}
+	step := int64(nsPerSec / hz)
+	from = now - now%step
+	if from > math.MaxInt64-step {
+		return j, now, now
+	}
+	return j, from, from + step
 }
 
 // MsecsToJiffies is the kernel's msecs_to_jiffies for a u32 millisecond

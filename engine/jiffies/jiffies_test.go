@@ -194,3 +194,30 @@ func BenchmarkJiffies(b *testing.B) {
 		})
 	}
 }
+
+// TestTick: Tick's value is Jiffies', and its span, unless empty, holds
+// now and maps to the same jiffy at both ends.
+func TestTick(t *testing.T) {
+	nows := []int64{0, 1, 3_999_999, 4_000_000, 1e9, -1, -4_000_000, math.MaxInt64, math.MaxInt64 - 1, math.MinInt64,
+		1_700_000_000_000_000_000, 1_700_000_000_003_999_999}
+	for i := int64(0); i < 2000; i++ {
+		nows = append(nows, i*7_777_777, i*1_000_003+1_700_000_000_000_000_000)
+	}
+	for _, c := range []Clock{{HZ: 250}, {HZ: 100, Offset: 5}, {HZ: 1000}, {HZ: 300, Offset: 10}, {}} {
+		for _, now := range nows {
+			j, from, to := c.Tick(now)
+			if j != c.Jiffies(now) {
+				t.Fatalf("%+v Tick(%d) = %d, Jiffies %d", c, now, j, c.Jiffies(now))
+			}
+			if from == to && from == now {
+				continue // no span
+			}
+			if j != c.Jiffies(now) || from > now || now >= to {
+				t.Fatalf("%+v Tick(%d) = %d [%d, %d), Jiffies %d", c, now, j, from, to, c.Jiffies(now))
+			}
+			if c.Jiffies(from) != j || c.Jiffies(to-1) != j {
+				t.Fatalf("%+v Tick(%d) = %d [%d, %d): ends map to %d and %d", c, now, j, from, to, c.Jiffies(from), c.Jiffies(to-1))
+			}
+		}
+	}
+}

@@ -158,7 +158,7 @@ func (e *Env) LoadIptables(ctx context.Context) error {
 	if _, err := e.Topo.Server.RunInput(ctx, examples.Sets, "ipset", "restore"); err != nil {
 		return err
 	}
-	_, err := e.Topo.Server.RunInput(ctx, examples.Rules4, "iptables-legacy-restore")
+	_, err := e.Topo.Server.RunInput(ctx, examples.Rules4, "iptables-legacy-restore", "--wait=10")
 	return err
 }
 
@@ -169,7 +169,7 @@ const AccountingComment = "sluice-bench: reached the kernel"
 // that counts every IPv4 packet reaching the kernel's netfilter: what a
 // sluice tier in front let through.
 func (e *Env) AddAccounting(ctx context.Context) error {
-	_, err := e.Topo.Server.Run(ctx, "iptables-legacy", "-t", "raw", "-I", "PREROUTING", "1", "-m", "comment", "--comment", AccountingComment)
+	_, err := e.Topo.Server.Run(ctx, "iptables-legacy", "-w", "10", "-t", "raw", "-I", "PREROUTING", "1", "-m", "comment", "--comment", AccountingComment)
 	return err
 }
 

@@ -1,0 +1,168 @@
+package ipset
+
+import (
+	"slices"
+
+	"github.com/sluice-project/sluice/packet"
+)
+
+// group4 answers the longest-prefix matches of several IPv4 hash:net sets
+// for one address with one lookup. A ruleset typically tests the source
+// against an allow list, a blocklist and a bogon list in a row; each
+// test is a walk of its own table, and for a flood of fresh sources each
+// walk is a cache miss or two.
+//
+// The group's table is over the union of the sets' prefixes, and its
+// value for an address says, in two bits per set, what that set's own
+// longest match is: none, a plain element or a nomatch element — all the
+// one-lookup path (Matcher.fast) needs. That is exact: for an address a,
+// let P be the longest union prefix containing a. Any set's longest
+// prefix Q containing a is a union prefix too, so Q contains P, and every
+// prefix of that set containing P contains a: the set's longest prefix
+// containing P is its longest containing a. So the value is computed per
+// union prefix and painted like any LPM value. Few distinct values also
+// mean long runs of equal entries, so the table is smaller than a set's
+// own, whose values are element indexes.
+type group4 struct {
+	t *lpm4
+}
+
+// Per-set codes in a group value; set k's code is at bits 2k.
+const (
+	codePlain   = 1
+	codeNomatch = 2
+)
+
+// groupLooked marks a memo entry as holding a lookup's value.
+const groupLooked = 1 << 30
+
+// maxGroup bounds the sets one group holds; more sets on the same
+// address form another group.
+const maxGroup = 8
+
+// GroupMatchers lets matchers of different IPv4 hash:net sets that test
+// the same address of a packet share one lookup per packet (see group4
+// and Match4's memo). It is called once per compiled ruleset with all of
+// its matchers; matchers that cannot use the one-lookup path, and
+// addresses tested against a single set, are left alone.
+func GroupMatchers(ms []*Matcher) {
+	for _, dst := range []bool{false, true} {
+		var sets []*Set
+		for _, m := range ms {
+			if m.fast && m.fastDst == dst && !slices.Contains(sets, m.s) {
+				sets = append(sets, m.s)
+			}
+		}
+		for len(sets) > 1 {
+			k := min(len(sets), maxGroup)
+			g := newGroup4(sets[:k])
+			for _, m := range ms {
+				if i := slices.Index(sets[:k], m.s); i >= 0 && m.fast && m.fastDst == dst {
+					m.group, m.shift = g, uint32(2*i)
+				}
+			}
+			sets = sets[k:]
+		}
+	}
+}
+
+// newGroup4 builds the group table of up to maxGroup IPv4 hash:net sets.
+func newGroup4(sets []*Set) *group4 {
+	type pfx struct {
+		addr uint32
+		len  uint8
+		set  int
+		ref  uint32
+	}
+	var all []pfx
+	for k, s := range sets {
+		for i := range s.elems {
+			e := &s.elems[i]
+			all = append(all, pfx{v4(e.ip1) & mask4(e.cidr), e.cidr, k, netRef(int32(i), e.nomatch)})
+		}
+	}
+	slices.SortFunc(all, func(a, b pfx) int {
+		switch {
+		case a.addr != b.addr:
+			return cmpU32(a.addr, b.addr)
+		case a.len != b.len:
+			return int(a.len) - int(b.len)
+		}
+		return a.set - b.set
+	})
+	stacks := make([][]pfx, len(sets))
+	var ps []lpmPrefix
+	for i := 0; i < len(all); {
+		p := all[i]
+		// Every set's stack keeps its prefixes containing p, longest
+		// on top (the order makes them a stack, as in finishNet).
+		for k := range stacks {
+			st := stacks[k]
+			for len(st) > 0 {
+				t := st[len(st)-1]
+				if t.len <= p.len && p.addr&mask4(t.len) == t.addr {
+					break
+				}
+				st = st[:len(st)-1]
+			}
+			stacks[k] = st
+		}
+		for ; i < len(all) && all[i].addr == p.addr && all[i].len == p.len; i++ {
+			stacks[all[i].set] = append(stacks[all[i].set], all[i])
+		}
+		var v uint32
+		for k, st := range stacks {
+			if len(st) > 0 {
+				code := uint32(codePlain)
+				if (st[len(st)-1].ref-1)&1 != 0 {
+					code = codeNomatch
+				}
+				v |= code << (2 * k)
+			}
+		}
+		ps = append(ps, lpmPrefix{addr: p.addr, len: p.len, val: v})
+	}
+	first := uint8(8)
+	switch {
+	case len(ps) >= lpm4Large:
+		first = 24
+	case len(ps) >= lpm4Mid:
+		first = 16
+	}
+	return &group4{t: newLPM4(ps, first)}
+}
+
+func cmpU32(a, b uint32) int {
+	if a < b {
+		return -1
+	}
+	return 1
+}
+
+// Match4 is Match for an IPv4 packet whose source and destination
+// addresses the caller already holds as host-order integers. memo is the
+// caller's scratch for the packet, zeroed before its first match: grouped
+// matchers (GroupMatchers) keep their group's value for the source in
+// memo[0] and for the destination in memo[1], so the sets of a group cost
+// one lookup per packet between them.
+func (m *Matcher) Match4(p *packet.Packet, src, dst uint32, now int64, memo *[2]uint32) bool {
+	if m.fast && now <= m.fastUntil {
+		a, d := src, 0
+		if m.fastDst {
+			a, d = dst, 1
+		}
+		var code uint32
+		if g := m.group; g != nil {
+			v := memo[d]
+			if v == 0 {
+				v = g.t.lookup(a) | groupLooked
+				memo[d] = v
+			}
+			code = v >> m.shift & 3
+		} else if r := m.net4.lookup(a); r != 0 {
+			code = codePlain + (r-1)&1
+		}
+		return (code != 0 && (code == codePlain) != m.flags.ReturnNomatch) != m.flags.Invert
+	}
+	return m.s.test(p, m.dirs, m.flags, m.mc, now) != m.flags.Invert
+}

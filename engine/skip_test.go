@@ -1,0 +1,75 @@
+package engine_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/packet"
+)
+
+// portRules exercises the skip tables' port classes: ranges, single
+// ports, inverted ports, multiport in each direction and inverted, tcp
+// flags with ports, rules whose later matches test ports, and rules with
+// no port test between them.
+const portRules = `*raw
+:PREROUTING ACCEPT [0:0]
+:T - [0:0]
+:U - [0:0]
+-A PREROUTING -p tcp -j T
+-A PREROUTING -p udp -j U
+-A PREROUTING -p udp -m multiport --ports 0:19,8080 -j DROP
+-A PREROUTING -p tcp -m multiport ! --dports 1:1023 -m length --length 0:100
+-A T -p tcp -m tcp --sport 1024:65535 --dport 22 --tcp-flags SYN,ACK SYN
+-A T -p tcp -m tcp ! --dport 80:443 -m tcp --sport 53
+-A T -p tcp -m tcp --dport 443 ! --sport 0:1023 -j ACCEPT
+-A T -p tcp -m multiport --sports 22,80,443 -m multiport --dports 1024:65535 -j ACCEPT
+-A T -p tcp -m tcp --tcp-flags FIN,SYN,RST,PSH,ACK,URG NONE -j DROP
+-A T -p tcp -m tcp --dport 65535 -j DROP
+-A T -p tcp -m tcp --tcp-option 2 --dport 8080
+-A T -m ttl --ttl-lt 64 -j RETURN
+-A T -p tcp -m tcp --dport 22 -j ACCEPT
+-A U -p udp -m udp --sport 53 --dport 1024:65535 -j ACCEPT
+-A U -p udp -m udp ! --sport 123 --dport 123
+-A U -p udp -m multiport --dports 53,123,27015 -j ACCEPT
+-A U -p udp -m multiport ! --sports 19,1900:1910 -m length --length 0:200 -j DROP
+-A U -p udp -m udp --dport 0 -j DROP
+-A U -p udp -m udp --sport 65535 --dport 65535 -j DROP
+-A U -j DROP
+COMMIT
+`
+
+// TestSkipPortClassesExact: with port classes, every packet of random
+// traffic gets the verdict, deciding rule and counters it gets without
+// skip tables.
+func TestSkipPortClassesExact(t *testing.T) {
+	pkts := decodeAll(packet.LinkEthernet, randomTraffic(3, 30000))
+	fast := compileFiles(t, "ports.rules", []byte(portRules), "none", nil, 0)
+	slow := compileFiles(t, "ports.rules", []byte(portRules), "none", nil, 0)
+	engine.DisableSkip(slow)
+	wf, ws := fast.NewWorker(), slow.NewWorker()
+	for i := range pkts {
+		now := int64(i) * 1000
+		vf, vs := wf.Process(&pkts[i], now), ws.Process(&pkts[i], now)
+		_, rf := wf.LastRuleIndex()
+		_, rs := ws.LastRuleIndex()
+		if vf != vs || rf != rs {
+			t.Fatalf("packet %d: verdict %v rule %d with skip tables, %v rule %d without", i, vf, rf, vs, rs)
+		}
+	}
+	a, b := fast.Report(wf), slow.Report(ws)
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("reports differ:\n%+v\n%+v", a, b)
+	}
+	hit := 0
+	for _, c := range a.Tables[0].Chains {
+		for _, r := range c.Rules {
+			if r.Packets > 0 {
+				hit++
+			}
+		}
+	}
+	if hit < 15 {
+		t.Errorf("only %d rules matched anything", hit)
+	}
+}
