@@ -233,10 +233,9 @@ var ErrTooLarge = errors.New("program too large")
 // is jumped to from many places; MaxInstructions bounds it.
 //
 // IPv6 frames run rs6 in XDP like IPv4 frames run rs4 (parseIPv6 in
-// compile_ipv6.go), except for two whole-packet fallback sites: a
-// hop-by-hop header (its options are validated in userspace) and more
-// than 8 extension headers. Without rs6 they pass unfiltered (counted as
-// not filtered; the kernel applies its own receive checks to them).
+// compile_ipv6.go, with the hop-by-hop options validated in
+// hopopts.go). Without rs6 they pass unfiltered (counted as not
+// filtered; the kernel applies its own receive checks to them).
 func Compile(rs4, rs6 *rules.Ruleset, opts CompileOptions) (*Spec, error) {
 	if opts.Name == "" {
 		opts.Name = "sluice_filter"
@@ -560,6 +559,9 @@ func (g *gen) program(rs4, rs6 *rules.Ruleset) error {
 	g.exits()
 	g.rateExits()
 	g.strExits()
+	if rs6 != nil {
+		g.ipv6Exits()
+	}
 	if g.err != nil {
 		return g.err
 	}

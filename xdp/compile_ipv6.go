@@ -9,21 +9,12 @@ import (
 	"github.com/sluice-project/sluice/packet"
 )
 
-// maxIPv6ExtHdrs is how many extension headers the program walks before
-// the upper-layer header; a packet with more is a whole-packet fallback
-// site (the engine walks without a limit, as ipv6_find_hdr did before
-// IP6_MAX_EXT_HDRS_CNT).
-const maxIPv6ExtHdrs = 8
-
 // maxFrameOff bounds variable offsets into the frame for the verifier (a
 // packet pointer's variable part must stay below 64 KiB, VLAN tags
 // included); XDP frames are far shorter, so the bound never decides.
 const maxFrameOff = 0x3fff
 
-// Reasons of the IPv6 whole-packet fallback sites.
 const (
-	HopByHopReason  = "IPv6 hop-by-hop options: ip6_parse_tlv's option walk is not compiled"
-	ExtHdrReason    = "more than 8 IPv6 extension headers before the upper layer"
 	protoICMPv6     = 58
 	ipv6LoopbackLow = 1
 )
@@ -87,21 +78,39 @@ func (g *gen) parseIPv6() {
 	)
 	g.malformedIf(asm.JEq.Imm(asm.R5, 0xff, ""), packet.MalformedIPv6Addr)
 
-	g.note("a hop-by-hop header: its options are validated in userspace")
-	g.emit(asm.LoadMem(asm.R2, asm.R7, 6, asm.Byte))
-	noHBH := g.label()
-	g.emit(asm.JNE.Imm(asm.R2, packet.IPv6NextHopByHop, noHBH))
-	g.fallbackHere(FallbackSite{Family: packet.FamilyIPv6, Hook: -1, Reason: HopByHopReason})
-	g.place(noHBH)
-	g.note("payload length within the frame; skb->len = payload length + 40")
+	g.note("payload length (ip6_rcv_core): within the frame, and skb->len = payload length + 40; but a zero one with a hop-by-hop header next is not checked nor trimmed (a jumbogram may follow): skb->len is the frame's")
 	g.emit(
+		asm.LoadMem(asm.R2, asm.R7, 6, asm.Byte),
 		asm.LoadMem(asm.R1, asm.R7, 4, asm.Half),
 		asm.HostTo(asm.BE, asm.R1, asm.Half),
-		asm.Add.Imm(asm.R1, packet.IPv6HeaderSize),
 		asm.Mov.Reg(asm.R3, asm.R8),
 		asm.Sub.Reg(asm.R3, asm.R7),
 	)
+	trim, haveLen := g.label(), g.label()
+	g.emit(
+		asm.JNE.Imm(asm.R1, 0, trim),
+		asm.JNE.Imm(asm.R2, packet.IPv6NextHopByHop, trim),
+		asm.Mov.Reg(asm.R1, asm.R3),
+		asm.Ja.Label(haveLen),
+	)
+	g.place(trim)
+	g.emit(asm.Add.Imm(asm.R1, packet.IPv6HeaderSize))
 	g.malformedIf(asm.JGT.Reg(asm.R1, asm.R3, ""), packet.MalformedIPv6PayloadLen)
+	g.place(haveLen)
+	g.st(sLen, asm.R1)
+	g.note("the extension-header walk starts at the fixed header's next header, at 40")
+	g.emit(
+		asm.StoreMem(asm.R9, scratchNH*8, asm.R2, asm.DWord),
+		asm.Mov.Imm(asm.R1, packet.IPv6HeaderSize),
+		asm.StoreMem(asm.R9, scratchOff*8, asm.R1, asm.DWord),
+	)
+	g.hopByHop()
+	g.note("the datagram length, laundered through map memory: one verifier state from here whatever the path")
+	g.ld(asm.R1, sLen)
+	g.emit(
+		asm.StoreMem(asm.R9, scratchL4Off*8, asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R9, scratchL4Off*8, asm.DWord),
+	)
 	g.note("fields for the rules: hop limit, traffic class")
 	g.st(sLen, asm.R1)
 	g.emit(asm.LoadMem(asm.R1, asm.R7, 7, asm.Byte))
@@ -114,7 +123,7 @@ func (g *gen) parseIPv6() {
 	)
 	g.st(sTOS, asm.R1)
 
-	g.findUpperLayer(asm.R2)
+	g.findUpperLayer()
 
 	g.note("L4Len: from the transport header to the end of the datagram, when found")
 	g.emit(asm.Mov.Imm(asm.R3, 0))
@@ -154,121 +163,186 @@ func (g *gen) isExtHdr(reg asm.Register, target string) {
 	}
 }
 
+// Map-memory state of the extension-header walk besides the scratch
+// slots it shares with the code that reads its results: the datagram
+// length, in parseL2's pkt_type slot (copied to the stack already).
+const (
+	walkLen  = scratchPktType * 8
+	walkStop = 0x100 // in scratchNH once the walk is over
+	walkFail = 0x101 // in scratchNH: a byte outside the XDP buffer (cannot happen)
+	walkCB   = "exthdr_cb"
+)
+
 // findUpperLayer is ipv6_find_hdr(skb, &thoff, -1, &fragoff, NULL) as
-// packet/decode.go's findUpperLayer has it, unrolled to maxIPv6ExtHdrs
-// headers. nh holds the fixed header's next header. The walk's state and
-// results go through map memory, so that every iteration and every exit
-// is one state for the verifier; the results land in sProto,
-// sProtoFound, sFrag (bytes) and sL4Off.
-func (g *gen) findUpperLayer(nh asm.Register) {
-	g.note("extension-header walk (ipv6_find_hdr), unrolled to %d headers", maxIPv6ExtHdrs)
+// packet/decode.go's findUpperLayer has it, with no limit on the number
+// of extension headers, as the engine's decoder walks them
+// (IPv6ExtHdrLimit 0). It starts at the header of type scratchNH at
+// scratchOff: the fixed header's next header at 40, or the one after a
+// hop-by-hop header hopByHop validated (the walk would step over it as
+// over any header, the same way). A header that is not an extension
+// header is the answer at once; a chain is walked by bpf_loop, one
+// header per call of extHdrCallback. The walk's state and results go through map memory, so
+// that every call and every exit is one state for the verifier; the
+// results land in sProto, sProtoFound, sFrag (bytes) and sL4Off.
+func (g *gen) findUpperLayer() {
 	stm := func(slot int, reg asm.Register) {
 		g.emit(asm.StoreMem(asm.R9, int16(slot*8), reg, asm.DWord))
 	}
 	ldm := func(reg asm.Register, slot int) {
 		g.emit(asm.LoadMem(reg, asm.R9, int16(slot*8), asm.DWord))
 	}
-	stm(scratchNH, nh)
-	g.emit(asm.Mov.Imm(asm.R1, packet.IPv6HeaderSize))
-	stm(scratchOff, asm.R1)
+	g.note("extension-header walk (ipv6_find_hdr): R3 = next header, R4 = its offset; state and results in map memory")
+	ldm(asm.R3, scratchNH)
+	ldm(asm.R4, scratchOff)
 	g.emit(asm.Mov.Imm(asm.R1, 0))
 	for _, s := range []int{scratchProto, scratchFound, scratchFrag, scratchL4Off} {
 		stm(s, asm.R1)
 	}
-	found, done := g.label(), g.label()
-	for k := 0; k <= maxIPv6ExtHdrs; k++ {
-		ext := g.label()
-		g.note("header %d: R3 = next header, R4 = its offset, R2 = datagram length", k+1)
-		ldm(asm.R3, scratchNH)
-		ldm(asm.R4, scratchOff)
-		g.ld(asm.R2, sLen)
-		g.isExtHdr(asm.R3, ext)
-		g.ja(found) // not an extension header, or NONE
-		g.place(ext)
-		if k == maxIPv6ExtHdrs {
-			g.fallbackHere(FallbackSite{Family: packet.FamilyIPv6, Hook: -1, Reason: ExtHdrReason})
-			break
-		}
-		g.emit(
-			asm.Mov.Reg(asm.R5, asm.R4),
-			asm.Add.Imm(asm.R5, 2),
-			asm.JGT.Reg(asm.R5, asm.R2, done), // cannot read it: not found
-		)
-		// Within the datagram, hence the frame; the verifier wants
-		// its own proof.
-		g.jfar(asm.JGT.Imm(asm.R4, maxFrameOff, ""), lAbort)
-		g.emit(
-			asm.Mov.Reg(asm.R1, asm.R7),
-			asm.Add.Reg(asm.R1, asm.R4), // R1 = the header
-			asm.Mov.Reg(asm.R5, asm.R1),
-			asm.Add.Imm(asm.R5, 4),
-		)
-		// R0 = 1 when 4 bytes are in the frame (the fragment and
-		// routing headers need them, within the datagram too).
-		four, have4 := g.label(), g.label()
-		g.emit(
-			asm.Mov.Imm(asm.R0, 0),
-			asm.JGT.Reg(asm.R5, asm.R8, four),
-			asm.Mov.Imm(asm.R0, 1),
-		)
-		g.place(four)
-		g.emit(
-			asm.Mov.Reg(asm.R5, asm.R4),
-			asm.Add.Imm(asm.R5, 4),
-			asm.JLE.Reg(asm.R5, asm.R2, have4),
-			asm.Mov.Imm(asm.R0, 0),
-		)
-		g.place(have4)
-		g.emit(asm.Mov.Reg(asm.R5, asm.R1), asm.Add.Imm(asm.R5, 2))
-		g.jfar(asm.JGT.Reg(asm.R5, asm.R8, ""), lAbort)
-		notFrag, notAH, generic, advance := g.label(), g.label(), g.label(), g.label()
-		g.emit(asm.JNE.Imm(asm.R3, packet.IPv6NextFragment, notFrag))
-		{
-			g.note("fragment header: a non-first fragment ends the walk")
-			g.emit(asm.JEq.Imm(asm.R0, 0, done))
-			g.emit(asm.Mov.Reg(asm.R5, asm.R1), asm.Add.Imm(asm.R5, 4))
-			g.jfar(asm.JGT.Reg(asm.R5, asm.R8, ""), lAbort)
-			g.emit(
-				asm.LoadMem(asm.R5, asm.R1, 2, asm.Half),
-				asm.HostTo(asm.BE, asm.R5, asm.Half),
-				asm.And.Imm(asm.R5, 0xfff8),
-				asm.Mov.Imm(asm.R0, packet.IPv6FragHeaderSize),
-				asm.JEq.Imm(asm.R5, 0, advance),
-				asm.LoadMem(asm.R3, asm.R1, 0, asm.Byte),
-			)
-			g.isExtHdr(asm.R3, done) // another extension header: not found
-			stm(scratchFrag, asm.R5)
-			g.emit(asm.Add.Imm(asm.R4, packet.IPv6FragHeaderSize))
-			g.ja(found)
-		}
-		g.place(notFrag)
-		g.emit(asm.JNE.Imm(asm.R3, packet.IPv6NextAuth, notAH))
-		g.emit(
-			asm.LoadMem(asm.R0, asm.R1, 1, asm.Byte),
-			asm.Add.Imm(asm.R0, 2),
-			asm.LSh.Imm(asm.R0, 2),
-		)
-		g.ja(advance)
-		g.place(notAH)
-		g.emit(
-			asm.JNE.Imm(asm.R3, packet.IPv6NextRouting, generic),
-			// the kernel reads the routing header's first 4 bytes
-			asm.JEq.Imm(asm.R0, 0, done),
-		)
-		g.place(generic)
-		g.emit(
-			asm.LoadMem(asm.R0, asm.R1, 1, asm.Byte),
-			asm.Add.Imm(asm.R0, 1),
-			asm.LSh.Imm(asm.R0, 3),
-		)
-		g.place(advance)
-		g.emit(
-			asm.LoadMem(asm.R3, asm.R1, 0, asm.Byte),
-			asm.Add.Reg(asm.R4, asm.R0),
-		)
-		stm(scratchNH, asm.R3)
-		stm(scratchOff, asm.R4)
+	ext, done := g.label(), g.label()
+	g.isExtHdr(asm.R3, ext)
+	g.note("not an extension header, or NONE: found there")
+	g.emit(asm.Mov.Imm(asm.R1, 1))
+	stm(scratchFound, asm.R1)
+	stm(scratchProto, asm.R3)
+	stm(scratchL4Off, asm.R4)
+	g.ja(done)
+	g.place(ext)
+	// Every header the walk steps over is at least 8 bytes long and
+	// starts 2 bytes or more before the datagram's end, so header k (from
+	// 0) starts at 40+8k <= len-2: len/8 + 2 calls always suffice.
+	g.note("a chain: bpf_loop(len/8 + 2, %s, &context, 0), one header per call (each is 8 bytes or more: enough calls for any chain)", walkCB)
+	g.ld(asm.R1, sLen)
+	g.emit(asm.StoreMem(asm.R9, walkLen, asm.R1, asm.DWord))
+	g.loopContext()
+	g.emit(
+		asm.RSh.Imm(asm.R1, 3),
+		asm.Add.Imm(asm.R1, 2),
+	)
+	g.bpfLoop(walkCB)
+	ldm(asm.R1, scratchNH)
+	g.jfar(asm.JNE.Imm(asm.R1, walkStop, ""), lAbort)
+	g.place(done)
+	g.note("walk results to the stack")
+	for _, m := range [][2]int{{scratchProto, sProto}, {scratchFound, sProtoFound}, {scratchFrag, sFrag}, {scratchL4Off, sL4Off}} {
+		ldm(asm.R1, m[0])
+		g.st(int16(m[1]), asm.R1)
 	}
+}
+
+// extHdrCallback is one step of ipv6_find_hdr's loop: the header of type
+// scratchNH at scratchOff. It returns 0 to go on with the next header,
+// or 1 with walkStop (found or not, the results set) or walkFail in
+// scratchNH.
+func (g *gen) extHdrCallback() {
+	stm := func(slot int, reg asm.Register) {
+		g.emit(asm.StoreMem(asm.R9, int16(slot*8), reg, asm.DWord))
+	}
+	ldm := func(reg asm.Register, slot int) {
+		g.emit(asm.LoadMem(reg, asm.R9, int16(slot*8), asm.DWord))
+	}
+	g.note("extension-header callback (ipv6_find_hdr): R6 = context, R7 = data, R8 = data_end, R9 = counter value")
+	g.callbackEntry(walkCB)
+	ext, found, done, abort := g.label(), g.label(), g.label(), g.label()
+	g.note("R3 = next header, R4 = its offset, R2 = datagram length")
+	ldm(asm.R3, scratchNH)
+	ldm(asm.R4, scratchOff)
+	g.emit(asm.LoadMem(asm.R2, asm.R9, walkLen, asm.DWord))
+	g.isExtHdr(asm.R3, ext)
+	g.emit(asm.Ja.Label(found)) // not an extension header, or NONE
+	g.place(ext)
+	g.note("an extension header: its first 2 bytes within the datagram, else not found")
+	g.emit(
+		asm.Mov.Reg(asm.R5, asm.R4),
+		asm.Add.Imm(asm.R5, 2),
+		asm.JGT.Reg(asm.R5, asm.R2, done),
+	)
+	// Within the datagram, hence the frame; the verifier wants its own
+	// proof.
+	g.note("R1 = the header (the L3 offset and the header's are below 16 KiB for the verifier)")
+	g.emit(
+		asm.LoadMem(asm.R0, asm.R9, scratchL3Off*8, asm.DWord),
+		asm.JGT.Imm(asm.R0, maxFrameOff, abort),
+		asm.JGT.Imm(asm.R4, maxFrameOff, abort),
+		asm.Add.Reg(asm.R7, asm.R0),
+		asm.Mov.Reg(asm.R1, asm.R7),
+		asm.Add.Reg(asm.R1, asm.R4),
+		asm.Mov.Reg(asm.R5, asm.R1),
+		asm.Add.Imm(asm.R5, 4),
+	)
+	// R0 = 1 when 4 bytes are in the frame (the fragment and routing
+	// headers need them, within the datagram too).
+	four, have4 := g.label(), g.label()
+	g.note("R0 = 1 when 4 bytes are in the frame and the datagram (fragment and routing headers need them)")
+	g.emit(
+		asm.Mov.Imm(asm.R0, 0),
+		asm.JGT.Reg(asm.R5, asm.R8, four),
+		asm.Mov.Imm(asm.R0, 1),
+	)
+	g.place(four)
+	g.emit(
+		asm.Mov.Reg(asm.R5, asm.R4),
+		asm.Add.Imm(asm.R5, 4),
+		asm.JLE.Reg(asm.R5, asm.R2, have4),
+		asm.Mov.Imm(asm.R0, 0),
+	)
+	g.place(have4)
+	g.emit(
+		asm.Mov.Reg(asm.R5, asm.R1),
+		asm.Add.Imm(asm.R5, 2),
+		asm.JGT.Reg(asm.R5, asm.R8, abort),
+	)
+	notFrag, notAH, generic, advance := g.label(), g.label(), g.label(), g.label()
+	g.emit(asm.JNE.Imm(asm.R3, packet.IPv6NextFragment, notFrag))
+	g.note("fragment header: a non-first fragment ends the walk (found, unless another extension header follows)")
+	g.emit(
+		asm.JEq.Imm(asm.R0, 0, done),
+		asm.Mov.Reg(asm.R5, asm.R1),
+		asm.Add.Imm(asm.R5, 4),
+		asm.JGT.Reg(asm.R5, asm.R8, abort),
+		asm.LoadMem(asm.R5, asm.R1, 2, asm.Half),
+		asm.HostTo(asm.BE, asm.R5, asm.Half),
+		asm.And.Imm(asm.R5, 0xfff8),
+		asm.Mov.Imm(asm.R0, packet.IPv6FragHeaderSize),
+		asm.JEq.Imm(asm.R5, 0, advance),
+		asm.LoadMem(asm.R3, asm.R1, 0, asm.Byte),
+	)
+	g.isExtHdr(asm.R3, done) // another extension header: not found
+	stm(scratchFrag, asm.R5)
+	g.emit(
+		asm.Add.Imm(asm.R4, packet.IPv6FragHeaderSize),
+		asm.Ja.Label(found),
+	)
+	g.place(notFrag)
+	g.note("AH: (length + 2) * 4 bytes")
+	g.emit(
+		asm.JNE.Imm(asm.R3, packet.IPv6NextAuth, notAH),
+		asm.LoadMem(asm.R0, asm.R1, 1, asm.Byte),
+		asm.Add.Imm(asm.R0, 2),
+		asm.LSh.Imm(asm.R0, 2),
+		asm.Ja.Label(advance),
+	)
+	g.place(notAH)
+	g.note("routing: the kernel reads its first 4 bytes; the others: (length + 1) * 8 bytes")
+	g.emit(
+		asm.JNE.Imm(asm.R3, packet.IPv6NextRouting, generic),
+		asm.JEq.Imm(asm.R0, 0, done),
+	)
+	g.place(generic)
+	g.emit(
+		asm.LoadMem(asm.R0, asm.R1, 1, asm.Byte),
+		asm.Add.Imm(asm.R0, 1),
+		asm.LSh.Imm(asm.R0, 3),
+	)
+	g.place(advance)
+	g.note("next header: R4 + R0, its type from this header's first byte; not an extension header: found (one call less)")
+	g.emit(asm.LoadMem(asm.R3, asm.R1, 0, asm.Byte), asm.Add.Reg(asm.R4, asm.R0))
+	stm(scratchNH, asm.R3)
+	stm(scratchOff, asm.R4)
+	next := g.label()
+	g.isExtHdr(asm.R3, next)
+	g.emit(asm.Ja.Label(found))
+	g.place(next)
+	g.emit(asm.Mov.Imm(asm.R0, 0), asm.Return())
 	g.place(found)
 	g.note("found: R3 = protocol, R4 = transport offset")
 	g.emit(asm.Mov.Imm(asm.R1, 1))
@@ -276,11 +350,15 @@ func (g *gen) findUpperLayer(nh asm.Register) {
 	stm(scratchProto, asm.R3)
 	stm(scratchL4Off, asm.R4)
 	g.place(done)
-	g.note("walk results to the stack")
-	for _, m := range [][2]int{{scratchProto, sProto}, {scratchFound, sProtoFound}, {scratchFrag, sFrag}, {scratchL4Off, sL4Off}} {
-		ldm(asm.R1, m[0])
-		g.st(int16(m[1]), asm.R1)
-	}
+	g.note("the walk is over: stop")
+	g.emit(asm.Mov.Imm(asm.R1, walkStop))
+	stm(scratchNH, asm.R1)
+	g.emit(asm.Mov.Imm(asm.R0, 1), asm.Return())
+	g.place(abort)
+	g.note("a byte outside the XDP buffer (cannot happen): stop")
+	g.emit(asm.Mov.Imm(asm.R1, walkFail))
+	stm(scratchNH, asm.R1)
+	g.emit(asm.Mov.Imm(asm.R0, 1), asm.Return())
 }
 
 // reachesInput6 is engine/input.go's routing model for IPv6: multicast is

@@ -13,11 +13,14 @@
 //     counters included. It parses Ethernet, VLAN tags and the IPv4
 //     header exactly as packet.Decoder does (checksum, IHL and total
 //     length checks count as malformed and drop), or the IPv6 header
-//     (version, the address checks of ip6_rcv_core, payload length) and
-//     its extension-header chain as ipv6_find_hdr walks it (hop-by-hop,
+//     (version, the address checks of ip6_rcv_core, payload length, the
+//     hop-by-hop options as ip6_parse_tlv validates them, jumbo payload
+//     included, in a bpf_loop callback: hopopts.go) and its
+//     extension-header chain as ipv6_find_hdr walks it (hop-by-hop,
 //     routing, fragment, destination options, AH, NEXTHDR_NONE,
-//     non-first fragments; unrolled to 8 headers; a chain that cannot be
-//     walked hotdrops at the first rule with -p), then runs raw
+//     non-first fragments; a bpf_loop callback per header, no limit on
+//     their number; a chain that cannot be walked hotdrops at the first
+//     rule with -p), then runs raw
 //     PREROUTING, mangle PREROUTING, the routing decision of
 //     engine/input.go, mangle INPUT and filter INPUT as straight-line code:
 //     every rule is a block of compares carrying the rule's text as a
@@ -46,9 +49,8 @@
 // What the program cannot evaluate (sets with timeouts or counters and
 // the set types not compiled, that string quirk, limit, hashlimit, recent, tcp
 // --tcp-option, sets in IPv6 rulesets, IPv4 fragments reaching INPUT,
-// which the kernel reassembles first, and, for the whole packet, IPv6
-// hop-by-hop options, which ip6_parse_tlv validates, and chains of more
-// than 8 IPv6 extension headers) is a fallback site: the program writes the site's
+// which the kernel reassembles first, and, for the whole packet, more
+// than 2 VLAN tags) is a fallback site: the program writes the site's
 // index into the XDP metadata area and, compiled with XSKQueues, redirects
 // the frame through its XSKMAP to the AF_XDP socket of its RX queue, where
 // the engine resumes the traversal at the site (Spec.Fallback says where,
