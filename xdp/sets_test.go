@@ -32,6 +32,9 @@ func TestNet4Table(t *testing.T) {
 		}
 		dir, leaves := net4Table(ps)
 		lookup := func(a uint32) byte {
+			if c := get2(dir[net4DirEntries*net4Chunk:], a>>16); c != netMixed {
+				return c
+			}
 			c := get2(dir, a>>8)
 			if c == netMixed {
 				leaf := leaves[a>>8]
