@@ -17,11 +17,27 @@ import (
 )
 
 // TestRunFailsOpenOnSIGKILL starts `sluice run` as its own process in a
-// server namespace, checks that it filters, kills it with SIGKILL and
-// checks that the kernel detached the XDP program and removed the TAP, so
-// the service answers straight through the interface, as without sluice.
+// server namespace, in each mode, checks that it filters, kills it with
+// SIGKILL and checks that the kernel detached the XDP program and removed
+// the TAP, so the service answers straight through the interface, as
+// without sluice.
 func TestRunFailsOpenOnSIGKILL(t *testing.T) {
 	testnet.RequireForTest(t)
+	const udpDrop = "*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p udp -m udp --dport 9999 -j DROP\n"
+	for _, tc := range []struct {
+		mode, rules string
+		tap         bool // frames go through the userspace tier and the TAP
+	}{
+		{"afxdp", udpDrop + "COMMIT\n", true},
+		{"xdp", udpDrop + "COMMIT\n", false},
+		// A recent rule the HTTP segments reach: the combined tier.
+		{"auto", udpDrop + "-A PREROUTING -p tcp -m tcp --dport 80 -m recent --name web --set\nCOMMIT\n", true},
+	} {
+		t.Run(tc.mode, func(t *testing.T) { runFailsOpen(t, tc.mode, tc.rules, tc.tap) })
+	}
+}
+
+func runFailsOpen(t *testing.T, mode, rules string, tap bool) {
 	topo, err := testnet.NewTopology(testnet.TopologyOptions{Prefix: "failopen"})
 	if err != nil {
 		t.Fatal(err)
@@ -46,12 +62,12 @@ func TestRunFailsOpenOnSIGKILL(t *testing.T) {
 
 	dir := t.TempDir()
 	rulesPath := filepath.Join(dir, "rules")
-	writeFileForTest(t, rulesPath, []byte("*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -p udp -m udp --dport 9999 -j DROP\nCOMMIT\n"))
+	writeFileForTest(t, rulesPath, []byte(rules))
 	ctl := filepath.Join(dir, "ctl.sock")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", topo.Server.Name, os.Args[0],
-		"run", "--iface", topo.ServerIf, "--mode", "afxdp", "--rules", rulesPath, "--control", ctl, "--lock-dir", dir)
+		"run", "--iface", topo.ServerIf, "--mode", mode, "--rules", rulesPath, "--control", ctl, "--lock-dir", dir)
 	cmd.Env = append(os.Environ(), "SLUICE_TEST_AS_MAIN=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -87,8 +103,14 @@ func TestRunFailsOpenOnSIGKILL(t *testing.T) {
 	if cs := requests(5); cs.Succeeded != 5 {
 		t.Fatalf("through sluice: %d of 5 requests succeeded", cs.Succeeded)
 	}
-	if st, _ := daemon.ReadControl(ctl); st == nil || st.Totals().Reinjected == 0 {
+	st, _ := daemon.ReadControl(ctl)
+	switch {
+	case st == nil:
+		t.Fatal("no stats from the control socket")
+	case tap && st.Totals().Reinjected == 0:
 		t.Fatal("sluice re-injected nothing")
+	case !tap && (st.XDPMode == "" || st.Report == nil || st.Report.Packets == 0):
+		t.Fatalf("the XDP tier judged nothing: %+v", st)
 	}
 
 	// A crash: no signal handler runs, nothing is cleaned up by sluice.
