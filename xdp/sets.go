@@ -58,7 +58,7 @@ func setReason(m *rules.Set, fam packet.Family) string {
 		return "set counter comparisons are not compiled"
 	}
 	switch s.Type() {
-	case "hash:ip", "hash:net", "bitmap:port":
+	case "hash:ip", "hash:net", "hash:ip,port", "bitmap:port":
 		return ""
 	}
 	return fmt.Sprintf("set type %s is not compiled to a BPF map yet", s.Type())
@@ -103,6 +103,13 @@ func (g *gen) setMap(s *ipset.Set) string {
 		}
 		g.spec.Sets = append(g.spec.Sets, SetMap{Name: s.Name(), Type: s.Type(), Ref: ref, Map: ms, LeafRef: ref + "_leaf", Leaf: leaf})
 		return ref
+	case "hash:ip,port":
+		keys := s.IPPortKeys4()
+		ms.Type, ms.KeySize, ms.ValueSize = ebpf.Hash, 8, 1
+		ms.MaxEntries, ms.Flags = capacity(s, len(keys)), noPrealloc
+		for _, k := range keys {
+			ms.Contents = append(ms.Contents, ebpf.MapKV{Key: k, Value: uint8(1)})
+		}
 	case "bitmap:port":
 		ports := s.Ports()
 		ms.Type, ms.KeySize, ms.ValueSize = ebpf.Hash, 4, 1
@@ -238,6 +245,23 @@ func (g *gen) setMatch(m *rules.Set, fail string) {
 			g.emit(asm.JEq.Imm(asm.R1, netMatch, yes))
 		}
 		g.ja(no)
+	case "hash:ip,port":
+		g.ipPortKey(m, addrSlot, no)
+		if keys := s.IPPortKeys4(); len(keys) <= inlineSetMax {
+			// Few elements: compared in the program (see inlineSet).
+			for _, k := range keys {
+				g.emit(
+					asm.LoadImm(asm.R2, int64(k), asm.DWord),
+					asm.JEq.Reg(asm.R1, asm.R2, yes),
+				)
+			}
+			g.ja(no)
+			return
+		}
+		g.emit(asm.StoreMem(asm.R10, sSetKey, asm.R1, asm.DWord))
+		g.lookup(g.setMap(s))
+		g.emit(asm.JEq.Imm(asm.R0, 0, no))
+		g.ja(yes)
 	case "bitmap:port":
 		// ip_set_get_ip4_port: TCP (20-byte header) and UDP (8) only,
 		// first fragments only.
@@ -277,6 +301,63 @@ func (g *gen) setMatch(m *rules.Set, fail string) {
 	default:
 		panic("setMatch: " + s.Type())
 	}
+}
+
+// ipPortKey leaves in R1 the hash:ip,port key of the packet for m
+// (ipset.IPPortKey4: address, protocol, port), as hash_ipport4_kadt
+// builds it with ip_set_get_ip4_port, or jumps to no where that fails:
+// a non-first fragment or protocol 0; TCP shorter than its 20-byte
+// header, UDP or UDP-Lite than 8 bytes, SCTP than 12, ICMP than 8 (the
+// port is then type<<8 | code). Other protocols get port 0. It clobbers
+// R1-R4.
+func (g *gen) ipPortKey(m *rules.Set, addrSlot int16, no string) {
+	portSlot := int16(sDport)
+	if m.Dirs[1] == ipset.DirSrc {
+		portSlot = sSport
+	}
+	tcp, l8, sctp, icmp, port, build := g.label(), g.label(), g.label(), g.label(), g.label(), g.label()
+	g.ld(asm.R1, sFrag)
+	g.emit(asm.JNE.Imm(asm.R1, 0, no))
+	g.ld(asm.R3, sProto)
+	g.ld(asm.R2, sL4Len)
+	g.emit(
+		asm.JEq.Imm(asm.R3, 0, no),
+		asm.JEq.Imm(asm.R3, packet.ProtoTCP, tcp),
+		asm.JEq.Imm(asm.R3, packet.ProtoUDP, l8),
+		asm.JEq.Imm(asm.R3, 136, l8), // UDP-Lite
+		asm.JEq.Imm(asm.R3, 132, sctp),
+		asm.JEq.Imm(asm.R3, packet.ProtoICMP, icmp),
+		asm.Mov.Imm(asm.R4, 0),
+	)
+	g.ja(build)
+	g.place(tcp)
+	g.emit(asm.JLT.Imm(asm.R2, 20, no))
+	g.ja(port)
+	g.place(sctp)
+	g.emit(asm.JLT.Imm(asm.R2, 12, no))
+	g.ja(port)
+	g.place(l8)
+	g.emit(asm.JLT.Imm(asm.R2, 8, no))
+	g.place(port)
+	g.ld(asm.R4, portSlot)
+	g.ja(build)
+	g.place(icmp)
+	g.emit(asm.JLT.Imm(asm.R2, 8, no))
+	g.ld(asm.R4, sICMPType)
+	g.ld(asm.R2, sICMPCode)
+	g.emit(
+		asm.LSh.Imm(asm.R4, 8),
+		asm.Or.Reg(asm.R4, asm.R2),
+	)
+	g.place(build)
+	g.ld(asm.R1, addrSlot)
+	g.emit(
+		asm.LSh.Imm(asm.R1, 32),
+		asm.LSh.Imm(asm.R3, 24),
+		asm.Or.Reg(asm.R1, asm.R3),
+		asm.LSh.Imm(asm.R4, 8),
+		asm.Or.Reg(asm.R1, asm.R4),
+	)
 }
 
 // inlineSetMax is the most elements a set may have to be compiled into

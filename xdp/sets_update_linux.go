@@ -43,15 +43,15 @@ func (f *Filter) UpdateSets(next *Spec) error {
 // updateMap moves m from the contents of old to those of nw: with put,
 // it writes the keys whose value is new or changed (in an array, a key
 // nw lacks is written as zeroes); with del, it deletes the keys nw lacks.
-// Every set map is keyed by a uint32.
+// Set map keys are integers (uint32, or uint64 for hash:ip,port).
 func updateMap(m *ebpf.Map, old, nw *ebpf.MapSpec, put, del bool) error {
-	was := make(map[uint32]any, len(old.Contents))
+	was := make(map[any]any, len(old.Contents))
 	for _, kv := range old.Contents {
-		was[kv.Key.(uint32)] = kv.Value
+		was[kv.Key] = kv.Value
 	}
-	now := make(map[uint32]bool, len(nw.Contents))
+	now := make(map[any]bool, len(nw.Contents))
 	for _, kv := range nw.Contents {
-		k := kv.Key.(uint32)
+		k := kv.Key
 		now[k] = true
 		if v, ok := was[k]; put && (!ok || !reflect.DeepEqual(v, kv.Value)) {
 			if err := m.Put(k, kv.Value); err != nil {

@@ -24,6 +24,7 @@ const updateRules = `*raw
 -A PREROUTING -m set --match-set hosts src -j DROP
 -A PREROUTING -p udp -m set --match-set ports dst -j DROP
 -A PREROUTING -m set --match-set small src -j DROP
+-A PREROUTING -m set --match-set pairs src,dst -j DROP
 COMMIT
 `
 
@@ -69,6 +70,12 @@ func randomSetsForTest(rng *rand.Rand) (string, []netip.Addr) {
 	for p := 1000 + rng.IntN(10); p < 1100; p += 1 + rng.IntN(5) {
 		fmt.Fprintf(&b, "add ports %d\n", p)
 	}
+	b.WriteString("create pairs hash:ip,port family inet maxelem 4096\n")
+	for range 40 {
+		a := addr()
+		fmt.Fprintf(&b, "add pairs %v,udp:%d\n", a4(a), 995+rng.IntN(120))
+		probes = append(probes, a4(a))
+	}
 	b.WriteString("create small hash:net family inet\nadd small 192.0.2.0/24\n")
 	return b.String(), probes
 }
@@ -100,8 +107,8 @@ func TestUpdateSetsInPlace(t *testing.T) {
 	setsB, probesB := randomSetsForTest(rng)
 	_, specA := compile(setsA)
 	rsB, specB := compile(setsB)
-	if len(specA.Sets) != 3 {
-		t.Fatalf("%d set maps, want 3 (small is inlined)", len(specA.Sets))
+	if len(specA.Sets) != 4 {
+		t.Fatalf("%d set maps, want 4 (small is inlined)", len(specA.Sets))
 	}
 	if !specA.SameProgram(specB) {
 		t.Fatal("two draws of the same sets' contents are not the same program")

@@ -64,3 +64,24 @@ func (s *Set) Ports() []uint16 {
 // MaxElem returns the set's maxelem: no reload of the same set can hold
 // more elements, so maps sized by it can be updated in place.
 func (s *Set) MaxElem() uint32 { return s.maxelem }
+
+// IPPortKeys4 lists the lookup keys of an IPv4 hash:ip,port set in
+// insertion order: the address in the top 32 bits, then the protocol and
+// the port, as a lookup builds them from a packet (IPPortKey4); nil for
+// other sets.
+func (s *Set) IPPortKeys4() []uint64 {
+	if s.family != packet.FamilyIPv4 || s.typ != typeHashIPPort {
+		return nil
+	}
+	out := make([]uint64, 0, len(s.elems))
+	for i := range s.elems {
+		e := &s.elems[i]
+		out = append(out, IPPortKey4(v4(e.ip1), e.proto, e.port))
+	}
+	return out
+}
+
+// IPPortKey4 is the hash:ip,port key of address ip (numeric), protocol
+// proto and port (for ICMP, type<<8 | code; 0 for protocols without
+// ports).
+func IPPortKey4(ip uint32, proto uint8, port uint16) uint64 { return key4(ip, proto, port, 0) }
