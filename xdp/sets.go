@@ -202,42 +202,16 @@ func (g *gen) setMatch(m *rules.Set, fail string) {
 		// mixed /24's leaf has the address's own.
 		ref := g.setMap(s)
 		got, mixed16, mixed := g.label(), g.label(), g.label()
-		g.ld(asm.R1, addrSlot)
-		g.emit(
-			asm.RSh.Imm32(asm.R1, 24),
-			asm.Add.Imm(asm.R1, net4DirEntries),
-			asm.StoreMem(asm.R10, sSetKey, asm.R1, asm.Word),
-		)
-		g.lookup(ref)
-		g.emit(asm.JEq.Imm(asm.R0, 0, no))
-		g.ld(asm.R1, addrSlot)
-		g.emit(asm.RSh.Imm32(asm.R1, 16))
-		g.code2(asm.R1)
+		g.net4Level(ref, addrSlot, 24, net4DirEntries, 16, no)
 		g.emit(asm.JEq.Imm(asm.R1, netMixed, mixed16))
 		g.ja(got)
 		g.place(mixed16)
-		g.ld(asm.R1, addrSlot)
-		g.emit(
-			asm.RSh.Imm32(asm.R1, 16),
-			asm.StoreMem(asm.R10, sSetKey, asm.R1, asm.Word),
-		)
-		g.lookup(ref)
-		g.emit(asm.JEq.Imm(asm.R0, 0, no))
-		g.ld(asm.R1, addrSlot)
-		g.emit(asm.RSh.Imm32(asm.R1, 8))
-		g.code2(asm.R1)
+		g.net4Level(ref, addrSlot, 16, 0, 8, no)
 		g.emit(asm.JEq.Imm(asm.R1, netMixed, mixed))
 		g.ja(got)
 		g.place(mixed)
-		g.ld(asm.R1, addrSlot)
-		g.emit(
-			asm.RSh.Imm32(asm.R1, 8),
-			asm.StoreMem(asm.R10, sSetKey, asm.R1, asm.Word),
-		)
-		g.lookup(s2leaf(ref))
-		g.emit(asm.JEq.Imm(asm.R0, 0, no)) // cannot happen: every mixed block has a leaf
-		g.ld(asm.R1, addrSlot)
-		g.code2(asm.R1)
+		// Every mixed block has a leaf: the absent-key jump cannot happen.
+		g.net4Level(s2leaf(ref), addrSlot, 8, 0, 0, no)
 		g.place(got)
 		if m.Flags.ReturnNomatch {
 			g.emit(asm.JEq.Imm(asm.R1, netNomatch, yes))
@@ -420,6 +394,26 @@ func mask4(l uint8) uint32 {
 		return 0
 	}
 	return ^uint32(0) << (32 - l)
+}
+
+// net4Level is one level of a hash:net table: it looks up key
+// addr>>keyShift + add in map ref (jumping to no when it is absent) and
+// leaves in R1 the 2-bit answer at index (addr>>codeShift)&0xff of the
+// chunk found. It clobbers R1-R5.
+func (g *gen) net4Level(ref string, addrSlot int16, keyShift, add, codeShift int32, no string) {
+	g.ld(asm.R1, addrSlot)
+	g.emit(asm.RSh.Imm32(asm.R1, keyShift))
+	if add != 0 {
+		g.emit(asm.Add.Imm(asm.R1, add))
+	}
+	g.emit(asm.StoreMem(asm.R10, sSetKey, asm.R1, asm.Word))
+	g.lookup(ref)
+	g.emit(asm.JEq.Imm(asm.R0, 0, no))
+	g.ld(asm.R1, addrSlot)
+	if codeShift != 0 {
+		g.emit(asm.RSh.Imm32(asm.R1, codeShift))
+	}
+	g.code2(asm.R1)
 }
 
 // code2 loads into r the 2-bit answer at index r&0xff of the 64-byte
