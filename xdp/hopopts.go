@@ -215,14 +215,39 @@ func (g *gen) hbhCallback() {
 		asm.JGT.Reg(asm.R0, asm.R8, abort),
 	)
 	g.note("R3 = type, R4 = padding bytes in a row; Pad1: one more, at most 7")
+	padDone := g.label()
 	g.emit(
 		asm.LoadMem(asm.R3, asm.R7, 0, asm.Byte),
 		asm.LoadMem(asm.R4, asm.R9, hbhPad, asm.DWord),
 		asm.JNE.Imm(asm.R3, tlvPad1, notPad1),
 		asm.Add.Imm(asm.R4, 1),
 		asm.JGT.Imm(asm.R4, maxHopPad, bad),
-		asm.StoreMem(asm.R9, hbhPad, asm.R4, asm.DWord),
 		asm.Mov.Imm(asm.R0, 1),
+	)
+	// The Pad1 options that follow, up to the longest run allowed, in
+	// the same call (each is exactly the step above: one more padding
+	// byte, at most 7); the run stops at another option, the header's
+	// end or the buffer's, where the next call picks it up. An
+	// attacker's header of Pad1 runs costs a call per run, not per byte.
+	g.note("the Pad1 options that follow, in this call")
+	for j := int32(1); j < maxHopPad+1; j++ {
+		g.emit(
+			asm.Mov.Reg(asm.R5, asm.R1),
+			asm.Add.Imm(asm.R5, j),
+			asm.JGE.Reg(asm.R5, asm.R2, padDone),
+			asm.Mov.Reg(asm.R5, asm.R7),
+			asm.Add.Imm(asm.R5, j+1),
+			asm.JGT.Reg(asm.R5, asm.R8, padDone),
+			asm.LoadMem(asm.R5, asm.R7, int16(j), asm.Byte),
+			asm.JNE.Imm(asm.R5, tlvPad1, padDone),
+			asm.Add.Imm(asm.R4, 1),
+			asm.JGT.Imm(asm.R4, maxHopPad, bad),
+			asm.Mov.Imm(asm.R0, j+1),
+		)
+	}
+	g.place(padDone)
+	g.emit(
+		asm.StoreMem(asm.R9, hbhPad, asm.R4, asm.DWord),
 		asm.Ja.Label(advance),
 	)
 	g.place(notPad1)
