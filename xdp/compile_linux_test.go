@@ -10,7 +10,6 @@ import (
 	"math/rand"
 	"net/netip"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,146 +79,13 @@ func flat(rep *report.Report) (vals []uint64, chains []string) {
 	return vals, chains
 }
 
-// inputChains returns the chains mangle and filter INPUT reach.
-func inputChains(rs *rules.Ruleset) map[string]bool {
-	seen := map[string]bool{}
-	var walk func(t *rules.Table, c *rules.Chain)
-	walk = func(t *rules.Table, c *rules.Chain) {
-		key := t.Name + " " + c.Name
-		if seen[key] {
-			return
-		}
-		seen[key] = true
-		for _, r := range c.Rules {
-			if r.Target.Kind == rules.TargetJump || r.Target.Kind == rules.TargetGoto {
-				walk(t, t.Chain(r.Target.Chain))
-			}
-		}
-	}
-	for _, hk := range rules.IngressHooks[2:] {
-		if t := rs.Table(hk.Table); t != nil {
-			if c := t.Chain(hk.Chain); c != nil {
-				walk(t, c)
-			}
-		}
-	}
-	return seen
-}
-
-// diff runs frames through the engine and the loaded program, one at a
-// time, and checks for every frame that the action, the statistic and
-// the change of every rule and policy counter are the engine's. A frame
-// the program hands to userspace at a fallback site must carry the site
-// in its metadata, and must have changed exactly the engine's counters
-// outside the chains the rest of its traversal (from the site on) can
-// reach; fallbacks must happen only at sites in allowed.
+// diff is diffBoth for an IPv4 ruleset: every verdict, statistic and
+// counter of every frame is the engine's (a frame handed over at one of
+// the allowed sites is resumed in a second engine, whose counters are
+// added to the program's). No rule of rs4 may fall back.
 func diff(t *testing.T, rs4 *rules.Ruleset, opts CompileOptions, frames [][]byte, allowed ...string) *Spec {
 	t.Helper()
-	spec, err := Compile(rs4, nil, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ri := range spec.Rules {
-		if ri.Mode == "fallback" {
-			t.Fatalf("ruleset for a differential test falls back at line %d: %s", ri.Rule.Line, ri.Reason)
-		}
-	}
-	f, err := spec.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	pr, err := engine.Compile(engine.Config{Rules4: rs4, InIface: opts.InIface, LocalAddrs: opts.LocalAddrs}, nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := pr.NewWorker()
-	dec := packet.Decoder{}
-	if opts.LocalMAC != nil {
-		dec.HasLocalMAC = true
-		copy(dec.LocalMAC[:], opts.LocalMAC)
-	}
-	input := inputChains(rs4)
-	var p packet.Packet
-	prev := make([]uint64, spec.NumCounters())
-	prevEng, chains := flat(pr.Report(w))
-	prevProg, _ := flat(spec.Report(prev, rs4, nil))
-	bad, fallbacks := 0, 0
-	out := make([]byte, 4096)
-	for i, fr := range frames {
-		if len(fr) < packet.EthernetMinSize {
-			continue // BPF_PROG_TEST_RUN, like a NIC, never hands XDP less
-		}
-		dec.Decode(fr, &p)
-		v := w.Process(&p, int64(i)*1e6)
-		ro := &ebpf.RunOptions{Data: fr, DataOut: out}
-		ret, err := f.Program.Run(ro)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur, err := f.ReadCounters()
-		if err != nil {
-			t.Fatal(err)
-		}
-		eng, _ := flat(pr.Report(w))
-		prog, _ := flat(spec.Report(cur, rs4, nil))
-		fail := func(format string, a ...any) {
-			if bad++; bad <= 10 {
-				t.Errorf("frame %d (engine %v, malformed %v): %s\n% x", i, v, p.Malformed, fmt.Sprintf(format, a...), fr)
-			}
-		}
-		if cur[StatPackets] != prev[StatPackets]+1 {
-			fail("packets statistic did not move by one")
-		}
-		skip := map[string]bool{}
-		if cur[StatFallback] != prev[StatFallback] {
-			fallbacks++
-			if ret != xdpPass || len(ro.DataOut) != len(fr)+4 {
-				fail("fallback returned %d with %d bytes out (frame %d)", ret, len(ro.DataOut), len(fr))
-			} else {
-				site := int(ro.DataOut[0]) | int(ro.DataOut[1])<<8 | int(ro.DataOut[2])<<16 | int(ro.DataOut[3])<<24
-				if site >= len(spec.Fallback) {
-					fail("fallback site %d out of range", site)
-				} else if fs := spec.Fallback[site]; !slices.Contains(allowed, fs.Reason) {
-					fail("unexpected fallback at site %d: %s", site, fs.Reason)
-				} else if fs.Hook == 2 {
-					skip = input
-				} else {
-					fail("fallback test harness handles hook 2 sites only")
-				}
-			}
-		} else {
-			want := uint32(xdpPass)
-			if v == engine.Drop || v == engine.Hotdrop || v == engine.Malformed {
-				want = xdpDrop
-			}
-			st := verdictStat[v]
-			if ret != want || cur[st] != prev[st]+1 {
-				got := -1
-				for s := StatAccepted; s < StatMalformedBy; s++ {
-					if cur[s] != prev[s] {
-						got = s
-					}
-				}
-				fail("program returned %d with statistic %d (want %d, statistic %d)", ret, got, want, st)
-			}
-		}
-		for k := range eng {
-			de, dp := eng[k]-prevEng[k], prog[k]-prevProg[k]
-			if skip[chains[k]] {
-				de = 0
-			}
-			if de != dp {
-				fail("counter %d (%s): engine +%d, program +%d", k, chains[k], de, dp)
-				break
-			}
-		}
-		prev, prevEng, prevProg = cur, eng, prog
-	}
-	t.Logf("%d frames, %d fell back", len(frames), fallbacks)
-	if fallbacks == 0 {
-		compareReports(t, pr.Report(w), spec.Report(prev, rs4, nil))
-	}
+	spec, _ := diffBoth(t, rs4, nil, opts, frames, allowed...)
 	return spec
 }
 

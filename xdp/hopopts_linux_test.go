@@ -491,10 +491,9 @@ func TestHopByHopJumbo(t *testing.T) {
 	// options 0x1e), or nil when the jumbo options are invalid there
 	// too (the engine then sees the program's frame).
 	type pair struct {
-		name       string
-		prog, eng  []byte
-		malformed  bool
-		udpPayload int
+		name      string
+		prog, eng []byte
+		malformed bool
 	}
 	build := func(name string, payload, trailer int, malformed bool, plen int, opts ...[]byte) pair {
 		h := hbhHeader(opts...)
