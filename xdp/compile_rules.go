@@ -517,15 +517,7 @@ func (g *gen) match(m rules.Match, fail string) string {
 			}
 		}
 		g.ja(miss)
-		if m.Invert {
-			g.place(hit)
-			g.ja(fail)
-			g.place(miss)
-		} else {
-			g.place(miss)
-			g.ja(fail)
-			g.place(hit)
-		}
+		g.matchEnd(hit, miss, fail, m.Invert)
 	case *rules.Length:
 		g.ld(asm.R1, sLen)
 		if g.fam == packet.FamilyIPv6 {
@@ -794,15 +786,7 @@ func (g *gen) u32(tests []u32Test, inv bool, fail string) {
 		g.place(ok)
 	}
 	g.ja(yes)
-	if inv {
-		g.place(yes)
-		g.ja(fail)
-		g.place(no)
-	} else {
-		g.place(no)
-		g.ja(fail)
-		g.place(yes)
-	}
+	g.matchEnd(yes, no, fail, inv)
 }
 
 // u32Load loads the big-endian word at L3 offset R5 into R3; the caller
@@ -823,4 +807,17 @@ func (g *gen) u32Load(no string) {
 		asm.LoadMem(asm.R3, asm.R1, 0, asm.Word),
 		asm.HostTo(asm.BE, asm.R3, asm.Word),
 	)
+}
+
+// matchEnd ends a match whose code jumps to yes when the test holds and
+// to no when it does not: execution continues (the rule's next match)
+// on yes, or on no when the match is inverted (`!`), and the other goes
+// to fail.
+func (g *gen) matchEnd(yes, no, fail string, invert bool) {
+	if invert {
+		yes, no = no, yes
+	}
+	g.place(no)
+	g.ja(fail)
+	g.place(yes)
 }

@@ -153,17 +153,7 @@ func mapName(set string) string {
 func (g *gen) setMatch(m *rules.Set, fail string) {
 	s := m.Set
 	yes, no := g.label(), g.label()
-	defer func() {
-		if m.Flags.Invert {
-			g.place(yes)
-			g.ja(fail)
-			g.place(no)
-		} else {
-			g.place(no)
-			g.ja(fail)
-			g.place(yes)
-		}
-	}()
+	defer g.matchEnd(yes, no, fail, m.Flags.Invert)
 	if setNever(m, g.fam) {
 		g.ja(no)
 		return

@@ -346,15 +346,7 @@ func (g *gen) stringMatch(m *rules.String, fail string) string {
 	)
 	g.note("a candidate outside the XDP buffer, or calls left over: cannot happen (the datagram is in the frame)")
 	g.ja(lAbort)
-	if m.Invert {
-		g.place(hit)
-		g.ja(fail)
-		g.place(miss)
-	} else {
-		g.place(miss)
-		g.ja(fail)
-		g.place(hit)
-	}
+	g.matchEnd(hit, miss, fail, m.Invert)
 	return ""
 }
 
