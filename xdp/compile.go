@@ -733,20 +733,28 @@ func (g *gen) parseIPv4() {
 	g.parseIPv4Header()
 }
 
-// parseIPv4Header is ip_rcv_core as packet/decode.go's decodeIPv4 has it.
-// R7 points at the IPv4 header, R8 is data_end.
-func (g *gen) parseIPv4Header() {
-	g.note("IPv4 (ip_rcv_core): pkt_type OTHERHOST is dropped first")
+// ipHeaderStart emits what ip_rcv_core and ip6_rcv_core do first: drop
+// a PACKET_OTHERHOST frame (with a known local MAC), then a header
+// shorter than min bytes in the frame (R7 at the header, R8 data_end).
+func (g *gen) ipHeaderStart(min int32) {
 	if g.opts.LocalMAC != nil {
 		g.ld(asm.R1, sPktType)
 		g.malformedIf(asm.JEq.Imm(asm.R1, int32(packet.PktOtherHost), ""), packet.MalformedOtherHost)
 	}
-	g.note("20 bytes, version 4, IHL >= 5 and within the frame")
+	g.note("%d bytes in the frame", min)
 	g.emit(
 		asm.Mov.Reg(asm.R1, asm.R7),
-		asm.Add.Imm(asm.R1, packet.IPv4MinSize),
+		asm.Add.Imm(asm.R1, min),
 	)
 	g.malformedIf(asm.JGT.Reg(asm.R1, asm.R8, ""), packet.MalformedIPHeaderLen)
+}
+
+// parseIPv4Header is ip_rcv_core as packet/decode.go's decodeIPv4 has it.
+// R7 points at the IPv4 header, R8 is data_end.
+func (g *gen) parseIPv4Header() {
+	g.note("IPv4 (ip_rcv_core): pkt_type OTHERHOST is dropped first")
+	g.ipHeaderStart(packet.IPv4MinSize)
+	g.note("version 4, IHL >= 5 and within the frame")
 	g.emit(
 		asm.LoadMem(asm.R1, asm.R7, 0, asm.Byte),
 		asm.Mov.Reg(asm.R2, asm.R1),

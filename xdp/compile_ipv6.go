@@ -27,16 +27,8 @@ var allNodesHigh uint64 = 0xff02 << 48
 // the IPv6 header, R8 is data_end.
 func (g *gen) parseIPv6() {
 	g.note("IPv6 (ip6_rcv_core): pkt_type OTHERHOST is dropped first")
-	if g.opts.LocalMAC != nil {
-		g.ld(asm.R1, sPktType)
-		g.malformedIf(asm.JEq.Imm(asm.R1, int32(packet.PktOtherHost), ""), packet.MalformedOtherHost)
-	}
-	g.note("40 bytes, version 6")
-	g.emit(
-		asm.Mov.Reg(asm.R1, asm.R7),
-		asm.Add.Imm(asm.R1, packet.IPv6HeaderSize),
-	)
-	g.malformedIf(asm.JGT.Reg(asm.R1, asm.R8, ""), packet.MalformedIPHeaderLen)
+	g.ipHeaderStart(packet.IPv6HeaderSize)
+	g.note("version 6")
 	g.emit(
 		asm.LoadMem(asm.R1, asm.R7, 0, asm.Byte),
 		asm.RSh.Imm(asm.R1, 4),
