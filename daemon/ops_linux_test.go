@@ -104,31 +104,9 @@ func TestReloadAndCapture(t *testing.T) {
 	defer ctl.Close()
 
 	// Capture ten dropped frames while a flood to port 9999 arrives.
-	pcapPath := filepath.Join(t.TempDir(), "dropped.pcap")
-	f, err := os.Create(pcapPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	stop := make(chan struct{})
-	go func() { done <- Capture(ctlPath, CaptureRequest{Dropped: true, Count: 10}, f, stop) }()
-	waitForTest(t, "the capture to start", func() bool { return d.capture.Load() != nil })
-	tp.sendForTest(t, tp.udpFramesForTest(50, 9999))
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		close(stop)
-		t.Fatal("capture did not end after 10 frames")
-	}
-	f.Close()
-	out, err := exec.CommandContext(context.Background(), "tcpdump", "-nn", "-r", pcapPath).CombinedOutput()
-	if err != nil {
-		t.Fatalf("tcpdump -r: %v\n%s", err, out)
-	}
-	if n := strings.Count(string(out), ".9999: UDP"); n != 10 {
+	out := tp.captureForTest(t, ctlPath, CaptureRequest{Dropped: true, Count: 10}, tp.udpFramesForTest(50, 9999),
+		func() bool { return d.capture.Load() != nil })
+	if n := strings.Count(out, ".9999: UDP"); n != 10 {
 		t.Fatalf("tcpdump read %d frames to port 9999, want 10:\n%s", n, out)
 	}
 
@@ -158,4 +136,38 @@ func TestReloadAndCapture(t *testing.T) {
 	if d.Program() != running || d.Stats().ReloadFailures != 1 {
 		t.Fatal("a failed reload changed the running program")
 	}
+}
+
+// captureForTest runs `sluice capture` through the control socket at
+// ctlPath with req while frames arrive (once started says the capture
+// runs), waits for it to end, and returns what tcpdump reads in the
+// pcap; started must turn false again when the session ends.
+func (tp *topo) captureForTest(t *testing.T, ctlPath string, req CaptureRequest, frames [][]byte, started func() bool) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.pcap")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	stop := make(chan struct{})
+	go func() { done <- Capture(ctlPath, req, f, stop) }()
+	waitForTest(t, "the capture to start", started)
+	tp.sendForTest(t, frames)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(stop)
+		t.Fatal("capture did not end")
+	}
+	f.Close()
+	out, err := exec.CommandContext(context.Background(), "tcpdump", "-nn", "-r", p).CombinedOutput()
+	if err != nil {
+		t.Fatalf("tcpdump -r: %v\n%s", err, out)
+	}
+	waitForTest(t, "the capture to end", func() bool { return !started() })
+	return string(out)
 }

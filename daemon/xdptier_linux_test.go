@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -226,40 +224,11 @@ func TestCaptureXDP(t *testing.T) {
 	defer ctl.Close()
 	capture := func(req CaptureRequest, frames [][]byte) string {
 		t.Helper()
-		p := filepath.Join(t.TempDir(), "c.pcap")
-		f, err := os.Create(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		stop := make(chan struct{})
-		go func() { done <- Capture(ctlPath, req, f, stop) }()
-		waitForTest(t, "the capture to start", func() bool {
+		return tp.captureForTest(t, ctlPath, req, frames, func() bool {
 			d.capture.mu.Lock()
 			defer d.capture.mu.Unlock()
 			return d.capture.session != nil
 		})
-		tp.sendForTest(t, frames)
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(10 * time.Second):
-			close(stop)
-			t.Fatal("capture did not end")
-		}
-		f.Close()
-		out, err := exec.CommandContext(context.Background(), "tcpdump", "-nn", "-r", p).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tcpdump -r: %v\n%s", err, out)
-		}
-		waitForTest(t, "the capture to end", func() bool {
-			d.capture.mu.Lock()
-			defer d.capture.mu.Unlock()
-			return d.capture.session == nil
-		})
-		return string(out)
 	}
 	accepted := tp.udpFramesForTest(20, 5353)
 	out := capture(CaptureRequest{Dropped: true, Count: 10}, append(accepted, tp.udpFramesForTest(50, 9999)...))
