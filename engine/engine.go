@@ -122,6 +122,12 @@ type Worker struct {
 	src6, dst6 [2]uint64
 	setMemo    [2]uint32
 
+	// The traversal state of the packet (begin).
+	sk     []int32
+	hmask  uint8
+	curCtr []atomic.Uint64
+	l3len  uint64
+
 	// The jiffy of the clock span [jFrom, jTo), kept so consecutive
 	// packets skip the division (jiffies).
 	jCur       uint64
@@ -163,10 +169,21 @@ func (w *Worker) Process(p *packet.Packet, now int64) Verdict {
 }
 
 func (w *Worker) process(p *packet.Packet, now int64) Verdict {
-	w.lastRule, w.lastFam = -1, p.Family
 	if p.Malformed != packet.MalformedNone {
+		w.lastRule, w.lastFam = -1, p.Family
 		return Malformed
 	}
+	return w.walk(p, now, &wholePacket)
+}
+
+// wholePacket is the site of a packet nothing has evaluated yet.
+var wholePacket = ResumeSite{whole: true, rule: -1}
+
+// walk runs p through the ingress hooks from site on: the whole packet
+// for Process, or what is left after the XDP program's part for
+// ProcessFrom (resume.go).
+func (w *Worker) walk(p *packet.Packet, now int64, site *ResumeSite) Verdict {
+	w.lastRule, w.lastFam = -1, p.Family
 	if p.Family == packet.FamilyNone {
 		return NotFiltered
 	}
@@ -188,8 +205,9 @@ func (w *Worker) process(p *packet.Packet, now int64) Verdict {
 	}
 	j := w.jiffies(now)
 	w.now = now
-	for h := 0; h < int(fp.nhooks); h++ {
-		if h == 2 {
+	w.begin(fp, p)
+	for h := site.hook; h < int(fp.nhooks); h++ {
+		if h == 2 && (h > site.hook || site.route) {
 			if !w.pr.reachesInput(p) {
 				// The routing decision between PREROUTING and INPUT
 				// discards or forwards it; the kernel decides, not us.
@@ -203,13 +221,20 @@ func (w *Worker) process(p *packet.Packet, now int64) Verdict {
 					return Accept
 				}
 				p = &w.dgram
+				w.begin(fp, p)
 			}
 		}
 		ci := fp.hooks[h]
 		if ci < 0 {
 			continue
 		}
-		switch w.runChain(fp, ci, p, j) {
+		var res targetKind
+		if h == site.hook && site.rule >= 0 {
+			res = w.runFrom(fp, ci, site.chain, site.rule, copy(w.stack, site.stack), p, j)
+		} else {
+			res = w.runChain(fp, ci, p, j)
+		}
+		switch res {
 		case tDrop:
 			return Drop
 		case resHotdropVerdict:
@@ -217,6 +242,20 @@ func (w *Worker) process(p *packet.Packet, now int64) Verdict {
 		}
 	}
 	return Accept
+}
+
+// begin sets the per-packet state every hook's traversal of p shares:
+// its skip table row, which header checks that row leaves to do, its
+// counters and its byte count.
+func (w *Worker) begin(fp *familyProgram, p *packet.Packet) {
+	var trusted bool
+	w.sk, trusted = fp.skipFor(p)
+	w.hmask = hdrAddr | hdrIface | hdrProto
+	if trusted {
+		w.hmask = hdrAddr | hdrIface
+	}
+	w.l3len = uint64(p.Len)
+	w.curCtr = w.ctr[p.Family]
 }
 
 const resHotdropVerdict = targetKind(255)
@@ -247,13 +286,7 @@ func (w *Worker) runChain(fp *familyProgram, entry int32, p *packet.Packet, j ui
 // the skip table row has not settled already; most rules go straight to
 // their ops.
 func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *packet.Packet, j uint64) targetKind {
-	ctr := w.ctr[p.Family]
-	l3len := uint64(p.Len)
-	sk, trusted := fp.skipFor(p)
-	hmask := hdrAddr | hdrIface | hdrProto
-	if trusted {
-		hmask = hdrAddr | hdrIface
-	}
+	ctr, l3len, sk, hmask := w.curCtr, w.l3len, w.sk, w.hmask
 	end := fp.chains[cur].end
 	for {
 		if i < end {

@@ -87,6 +87,11 @@ func (pr *Program) isLocal(a netip.Addr) bool {
 
 // optionsPass applies ip_rcv_options to datagrams with options.
 func (pr *Program) optionsPass(p *packet.Packet) bool {
+	// The decoder put the transport header right after the IPv4 header:
+	// a datagram without options is settled without reading it again.
+	if p.L4Off <= 20 {
+		return true
+	}
 	ihl := int(p.L3[0]&0x0f) * 4
 	return ihl <= 20 || ipv4OptionsPass(p.L3[20:ihl])
 }

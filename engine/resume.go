@@ -103,57 +103,7 @@ func (w *Worker) ProcessFrom(p *packet.Packet, now int64, site ResumeSite) Verdi
 		// the frame is not what the evaluator saw): the whole packet.
 		return w.Process(p, now)
 	}
-	v := w.processFrom(p, now, &site)
+	v := w.walk(p, now, &site)
 	w.verdicts[v].Add(1)
 	return v
-}
-
-func (w *Worker) processFrom(p *packet.Packet, now int64, site *ResumeSite) Verdict {
-	w.lastRule, w.lastFam = -1, p.Family
-	fp := w.pr.fam[p.Family]
-	if p.Family == packet.FamilyIPv4 {
-		w.src4, w.dst4 = addr4(p.Src), addr4(p.Dst)
-		w.setMemo = [2]uint32{}
-	} else {
-		w.src6, w.dst6 = addr6(p.Src), addr6(p.Dst)
-	}
-	j := w.jiffies(now)
-	w.now = now
-	for h := site.hook; h < len(fp.hooks); h++ {
-		first := h == site.hook && site.rule >= 0
-		if h == 2 && (h > site.hook || site.route) {
-			if !w.pr.reachesInput(p) {
-				return Accept
-			}
-			if p.Family == packet.FamilyIPv4 && p.IsFragment {
-				if !w.reasm.add(p, now, &w.dgram) {
-					return Accept
-				}
-				p = &w.dgram
-			}
-		}
-		ci := fp.hooks[h]
-		if ci < 0 {
-			continue
-		}
-		var res targetKind
-		if first {
-			res = w.runChainFrom(fp, ci, site.chain, site.rule, site.stack, p, j)
-		} else {
-			res = w.runChain(fp, ci, p, j)
-		}
-		switch res {
-		case tDrop:
-			return Drop
-		case resHotdropVerdict:
-			return Hotdrop
-		}
-	}
-	return Accept
-}
-
-// runChainFrom is runChain entered at rule i of chain cur with the
-// return points of stack pending.
-func (w *Worker) runChainFrom(fp *familyProgram, entry, cur, i int32, stack []stackEntry, p *packet.Packet, j uint64) targetKind {
-	return w.runFrom(fp, entry, cur, i, copy(w.stack, stack), p, j)
 }
