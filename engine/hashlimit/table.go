@@ -41,7 +41,6 @@ const (
 // cost hold current_rate, rate and burst, as the kernel's union does.
 type entry struct {
 	k          key
-	next       int32 // bucket chain, or free list
 	lruPrev    int32
 	lruNext    int32
 	bucket     uint32 // guarded by htable.mu, not the stripe lock
@@ -52,6 +51,23 @@ type entry struct {
 	cost       uint64
 	interval   uint32
 	prevWindow uint32
+}
+
+// link is an entry's place in its bucket chain (or the free list) and
+// its key's hash. Links sit in their own dense array beside the entries
+// (chunk), so a lookup walks a chain and rejects the other keys without
+// touching their entries: a new source in a full table costs a cache
+// miss or two in the links, not one per 100-byte entry.
+type link struct {
+	next int32
+	hash uint32
+}
+
+// chunk holds chunkSize entries and their links; chunks are allocated
+// as the table fills, so memory follows the entries in use up to Max.
+type chunk struct {
+	links [chunkSize]link
+	ents  [chunkSize]entry
 }
 
 type stripe struct {
@@ -73,11 +89,14 @@ type htable struct {
 	smask    uint32
 	maxCount int32
 
-	mu      sync.Mutex // free list, chunk allocation, count, LRU list
-	chunks  []*[chunkSize]entry
-	nalloc  int32
-	free    int32
-	count   int32
+	mu     sync.Mutex // free list, chunk allocation, count, LRU list
+	chunks []*chunk
+	nalloc int32
+	free   int32
+	count  int32
+	// full mirrors count >= maxCount (written under mu) so that a new
+	// flow in a full table under FullDrop is refused without taking mu.
+	full    atomic.Bool
 	lruHead int32 // least recently used
 	lruTail int32
 	policy  atomic.Uint32
@@ -118,12 +137,14 @@ func newHtable(cfg Config, hz, j uint64) *htable {
 	}
 	t.stripes = make([]stripe, ns)
 	t.smask = ns - 1
-	t.chunks = make([]*[chunkSize]entry, (int(cfg.Max)+chunkSize-1)/chunkSize)
+	t.chunks = make([]*chunk, (int(cfg.Max)+chunkSize-1)/chunkSize)
 	t.nextGC.Store(j + t.gcJ)
 	return t
 }
 
-func (t *htable) ent(i int32) *entry { return &t.chunks[i>>chunkShift][i&(chunkSize-1)] }
+func (t *htable) ent(i int32) *entry { return &t.chunks[i>>chunkShift].ents[i&(chunkSize-1)] }
+
+func (t *htable) lnk(i int32) *link { return &t.chunks[i>>chunkShift].links[i&(chunkSize-1)] }
 
 // Table is one rule's handle on a shared hashlimit table: the table's
 // entries, rate and expiry come from the rule that created it (as the
@@ -185,7 +206,7 @@ func (t *Table) SetFullPolicy(p FullPolicy) {
 	ht.lruHead, ht.lruTail = nilIdx, nilIdx
 	if p == FullEvictOldest {
 		for b := range ht.buckets {
-			for i := ht.buckets[b]; i != nilIdx; i = ht.ent(i).next {
+			for i := ht.buckets[b]; i != nilIdx; i = ht.lnk(i).next {
 				ht.lruPush(i)
 			}
 		}
@@ -228,12 +249,14 @@ func (t *Table) Match(p *packet.Packet, j uint64) (match, hotdrop bool) {
 	for {
 		idx := ht.buckets[b]
 		for idx != nilIdx {
-			c := ht.ent(idx)
-			if keyEqual(&c.k, &k) {
-				e = c
-				break
+			l := ht.lnk(idx)
+			if l.hash == h {
+				if c := ht.ent(idx); keyEqual(&c.k, &k) {
+					e = c
+					break
+				}
 			}
-			idx = c.next
+			idx = l.next
 		}
 		if e != nil {
 			// Found (expired or not: only gc removes entries).
@@ -258,7 +281,7 @@ func (t *Table) Match(p *packet.Packet, j uint64) (match, hotdrop bool) {
 		}
 		e = ht.ent(idx)
 		e.k = k
-		e.next = ht.buckets[b]
+		*ht.lnk(idx) = link{next: ht.buckets[b], hash: h}
 		ht.buckets[b] = idx
 		e.expires = j + ht.expireJ
 		ht.initRate(e, j)
@@ -397,20 +420,24 @@ func (t *htable) recalc(e *entry, now uint64) {
 // retry when eviction had to drop s to avoid a lock-order deadlock (the
 // caller must look the key up again).
 func (t *htable) alloc(b uint32, s *stripe) (idx int32, retry bool) {
+	if t.full.Load() && FullPolicy(t.policy.Load()) != FullEvictOldest {
+		return nilIdx, false
+	}
 	t.mu.Lock()
 	if t.count < t.maxCount {
 		idx = t.free
 		if idx != nilIdx {
-			t.free = t.ent(idx).next
+			t.free = t.lnk(idx).next
 		} else {
 			idx = t.nalloc
 			c := idx >> chunkShift
 			if t.chunks[c] == nil {
-				t.chunks[c] = new([chunkSize]entry)
+				t.chunks[c] = new(chunk)
 			}
 			t.nalloc++
 		}
 		t.count++
+		t.full.Store(t.count >= t.maxCount)
 		t.ent(idx).bucket = b
 		if FullPolicy(t.policy.Load()) == FullEvictOldest {
 			t.lruPush(idx)
@@ -432,7 +459,7 @@ func (t *htable) alloc(b uint32, s *stripe) (idx int32, retry bool) {
 		s.mu.Lock()
 		return nilIdx, true
 	}
-	t.unlinkBucket(victim, ve)
+	t.unlinkBucket(victim, ve.bucket)
 	if vs != s {
 		vs.mu.Unlock()
 	}
@@ -444,13 +471,13 @@ func (t *htable) alloc(b uint32, s *stripe) (idx int32, retry bool) {
 	return victim, false
 }
 
-// unlinkBucket removes entry i from its bucket chain (its stripe held).
-func (t *htable) unlinkBucket(i int32, e *entry) {
-	p := &t.buckets[e.bucket]
+// unlinkBucket removes entry i from bucket b's chain (its stripe held).
+func (t *htable) unlinkBucket(i int32, b uint32) {
+	p := &t.buckets[b]
 	for *p != i {
-		p = &t.ent(*p).next
+		p = &t.lnk(*p).next
 	}
-	*p = e.next
+	*p = t.lnk(i).next
 }
 
 func (t *htable) lruPush(i int32) {
@@ -503,19 +530,20 @@ func (t *htable) maybeGC(j uint64) {
 			p := &t.buckets[b]
 			for *p != nilIdx {
 				i := *p
-				e := t.ent(i)
-				if !jiffies.TimeAfterEq(runAt, e.expires) {
-					p = &e.next
+				l := t.lnk(i)
+				if !jiffies.TimeAfterEq(runAt, t.ent(i).expires) {
+					p = &l.next
 					continue
 				}
-				*p = e.next
+				*p = l.next
 				t.mu.Lock()
 				if FullPolicy(t.policy.Load()) == FullEvictOldest {
 					t.lruUnlink(i)
 				}
-				e.next = t.free
+				l.next = t.free
 				t.free = i
 				t.count--
+				t.full.Store(false)
 				t.mu.Unlock()
 			}
 		}
