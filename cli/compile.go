@@ -19,7 +19,7 @@ func runCompile(args []string, stdout, stderr io.Writer) error {
 	rf.register(fs)
 	dump := fs.Bool("dump", false, "print the annotated program")
 	mac := fs.String("local-mac", "", "the interface's MAC: IP frames to another unicast MAC are dropped as the kernel drops them")
-	mode := fs.String("mode", "auto", "compile as `sluice run --mode` would: auto (limit and hashlimit are fallback sites, userspace owns their buckets) or xdp (the program alone: limit and hashlimit in BPF maps)")
+	mode := fs.String("mode", "auto", "compile as `sluice run --mode` would: auto (the combined tier: a limit or hashlimit table runs in BPF maps when no fallback site reaches it, else it falls back and userspace owns its buckets) or xdp (the program alone: limit and hashlimit in BPF maps)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,6 +34,11 @@ func runCompile(args []string, stdout, stderr io.Writer) error {
 	opts := xdp.CompileOptions{InIface: l.iface, LocalAddrs: l.localAddrs, HZ: l.hz}
 	switch *mode {
 	case "auto":
+		// As daemon compileTier does with AF_XDP queues: hashlimit's
+		// evict-oldest runs in userspace only.
+		if l.hlFull == hashlimit.FullDrop {
+			opts.RateLimits = xdp.RateLimitsAuto
+		}
 	case "xdp":
 		if l.hlFull == hashlimit.FullDrop {
 			opts.RateLimits = xdp.RateLimitsXDP

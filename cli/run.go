@@ -110,7 +110,10 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	}
 	var xdpTier *daemon.XDPConfig
 	if *mode == "auto" {
-		xdpTier = &daemon.XDPConfig{Iface: *iface, InIface: rf.iface, Rules4: ps.r4, Rules6: ps.r6, LocalAddrs: l.localAddrs, Reload: reloadXDP}
+		// Rate limits no fallback site reaches run in the program
+		// (xdp.RateLimitsAuto), unless --hashlimit-full evict-oldest.
+		xdpTier = &daemon.XDPConfig{Iface: *iface, InIface: rf.iface, Rules4: ps.r4, Rules6: ps.r6, LocalAddrs: l.localAddrs, Reload: reloadXDP,
+			RateLimitsInXDP: l.hlFull == hashlimit.FullDrop, HZ: l.hz}
 	}
 	// reload re-reads the files it was started with and compiles them
 	// against the running state, so rate-limit state carries over.

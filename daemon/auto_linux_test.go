@@ -435,3 +435,77 @@ func deltaReport(a, b *report.Report) *report.Report {
 	}
 	return &d
 }
+
+// autoLimitRules has a limit rule that no fallback site reaches, before
+// a recent rule (a site): in the combined tier with RateLimitsInXDP the
+// limit runs in the program. It is in raw PREROUTING: in filter INPUT
+// the sites before INPUT (IPv4 options, fragments) would reach it.
+const autoLimitRules = `*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -p udp -m udp --dport 9999 -m limit --limit 1/hour --limit-burst 5 -j ACCEPT
+-A PREROUTING -p udp -m udp --dport 9999 -j DROP
+-A PREROUTING -p udp -m udp --dport 7777 -m recent --name r --set -j DROP
+COMMIT
+`
+
+// TestAutoRateLimitsInXDP runs the combined tier with RateLimitsInXDP: the
+// limit's burst passes and the rest of its flood is dropped by the
+// program, none of it handed to userspace (whose counters for those
+// rules stay zero), while frames for the recent rule still fall back and
+// are counted there.
+func TestAutoRateLimitsInXDP(t *testing.T) {
+	tp := newTopo(t)
+	rs, err := rules.Parse(strings.NewReader(autoLimitRules), rules.Options{Family: packet.FamilyIPv4, File: "limit.rules", HZ: 250})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, err := engine.Compile(engine.Config{Rules4: rs, HZ: 250, InIface: svIf, LocalAddrs: []netip.Addr{svAddr}}, nil, Monotonic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d *Daemon
+	err = tp.s.Do(func() error {
+		var err error
+		d, err = Start(Config{Iface: svIf, Program: pr, LockDir: tp.lockDir, Logf: t.Logf,
+			XDP: &XDPConfig{Rules4: rs, LocalAddrs: []netip.Addr{svAddr}, RateLimitsInXDP: true, HZ: 250}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Stop()
+	modes := map[int]string{}
+	for _, r := range d.XDPSpec().Rules {
+		modes[r.Rule.Line] = r.Mode
+	}
+	if modes[4] != "xdp" || modes[6] != "fallback" {
+		t.Fatalf("rule modes %v: want the limit (line 4) in XDP and the recent rule (line 6) a fallback site", modes)
+	}
+
+	const nLimit, nRecent = 100, 50
+	frames := append(tp.udpFramesForTest(nLimit, 9999), tp.udpFramesForTest(nRecent, 7777)...)
+	tp.sendForTest(t, frames)
+	userspace := func(line int) uint64 {
+		ch := pr.Report(d.Workers()...).Find("ipv4", "raw").Chain("PREROUTING")
+		for _, r := range ch.Rules {
+			if r.Line == line {
+				return r.Packets
+			}
+		}
+		t.Fatalf("no rule at line %d", line)
+		return 0
+	}
+	waitForTest(t, "the recent frames in userspace", func() bool { return userspace(6) == nRecent })
+	rep := d.Report()
+	got := map[int]uint64{}
+	for _, r := range rep.Find("ipv4", "raw").Chain("PREROUTING").Rules {
+		got[r.Line] = r.Packets
+	}
+	if got[4] != 5 || got[5] != nLimit-5 || got[6] != nRecent {
+		t.Errorf("rule packets %v: want line 4: 5 (the burst), line 5: %d, line 6: %d", got, nLimit-5, nRecent)
+	}
+	if u4, u5 := userspace(4), userspace(5); u4 != 0 || u5 != 0 {
+		t.Errorf("userspace evaluated the limit's frames: line 4 %d, line 5 %d packets", u4, u5)
+	}
+}

@@ -64,7 +64,10 @@ type Config struct {
 	// Worker.ProcessFrom), so every frame is evaluated once and every
 	// rule counted once. Program must be compiled from the same
 	// rulesets (InIface, LocalAddrs alike). Only Iface, InIface, Rules4,
-	// Rules6, LocalAddrs and Reload are used: Daemon.Reload replaces
+	// Rules6, LocalAddrs, RateLimitsInXDP, HZ (the engine's) and Reload
+	// are used: with RateLimitsInXDP the rate limits no fallback site
+	// reaches run in the program (xdp.RateLimitsAuto), which userspace
+	// then never evaluates. Daemon.Reload replaces
 	// both programs through XDP.Reload (see xdptier_linux.go), and
 	// Config.Reload is not used.
 	XDP *XDPConfig
@@ -180,7 +183,7 @@ func Start(cfg Config) (_ *Daemon, err error) {
 		if d.caps, err = xdp.NewCaptureMaps(); err != nil {
 			return nil, fmt.Errorf("daemon: %w", err)
 		}
-		tg, err := d.buildTier(ifc, maxQ+1, cfg.Program, cfg.XDP.Rules4, cfg.XDP.Rules6, 0, nil)
+		tg, err := d.buildTier(ifc, maxQ+1, cfg.Program, cfg.XDP.Rules4, cfg.XDP.Rules6, 0, nil, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -345,6 +348,10 @@ func (q *queue) site(tg *tierGen, w *engine.Worker, d afxdp.Desc) (*engine.Worke
 		}
 	}
 	if s < 0 || s >= len(sites) {
+		// Judged whole. With rate limits in the program (xdp
+		// RateLimitsAuto) such a frame meets userspace's own, otherwise
+		// unused, bucket for them: only a frame of a generation two
+		// reloads old can get here, which noSite counts.
 		q.noSite.Add(1)
 		return w, nil
 	}
@@ -628,8 +635,10 @@ func (d *Daemon) EndCapture(c *captureSession) {
 
 // buildTier compiles and loads generation gen of the combined tier's
 // program for engine program pr, sharing xsks (nil: its own) and the
-// capture maps.
-func (d *Daemon) buildTier(ifc *net.Interface, queues int, pr *engine.Program, rs4, rs6 *rules.Ruleset, gen uint8, xsks *ebpf.Map) (*tierGen, error) {
+// capture maps, and carrying over the rate-limit state the program holds
+// from prev (the generation it replaces, nil at start), as the XDP
+// tier's reload does.
+func (d *Daemon) buildTier(ifc *net.Interface, queues int, pr *engine.Program, rs4, rs6 *rules.Ruleset, gen uint8, xsks *ebpf.Map, prev *xdp.Filter) (*tierGen, error) {
 	xc := *d.cfg.XDP
 	xc.Iface, xc.Rules4, xc.Rules6 = d.cfg.Iface, rs4, rs6
 	spec, err := compileTier(xc, ifc, queues, gen)
@@ -640,7 +649,7 @@ func (d *Daemon) buildTier(ifc *net.Interface, queues int, pr *engine.Program, r
 	if err != nil {
 		return nil, fmt.Errorf("daemon: the engine program does not match the XDP program: %w", err)
 	}
-	f, err := spec.LoadShared(xsks, d.caps)
+	f, err := spec.LoadCarrying(xsks, d.caps, prev)
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
 	}
@@ -681,7 +690,7 @@ func (d *Daemon) reloadTier() error {
 			return nil
 		}
 	}
-	tg, err := d.buildTier(d.ifc, int(old.spec.XSKs.MaxEntries), r.Program, r.Rules4, r.Rules6, old.gen+1, old.filter.XSKs)
+	tg, err := d.buildTier(d.ifc, int(old.spec.XSKs.MaxEntries), r.Program, r.Rules4, r.Rules6, old.gen+1, old.filter.XSKs, old.filter)
 	if err != nil {
 		return err
 	}

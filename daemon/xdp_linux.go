@@ -36,11 +36,13 @@ type XDPConfig struct {
 	// Logf, when set, receives one line per notable event.
 	Logf func(format string, args ...any)
 	// RateLimitsInXDP compiles -m limit and -m hashlimit into the
-	// program when it runs alone (--mode xdp, or auto without other
-	// fallback sites): buckets in BPF maps, with the kernel's arithmetic
-	// in jiffies at HZ (0: the default). Off, they are fallback sites,
-	// which --mode xdp refuses. The combined tier never compiles them:
-	// there userspace, which resumes frames, owns the buckets.
+	// program: buckets in BPF maps, with the kernel's arithmetic in
+	// jiffies at HZ (0: the default). When the program runs alone
+	// (--mode xdp, or auto without other fallback sites) all of them;
+	// in the combined tier those no fallback site reaches
+	// (xdp.RateLimitsAuto), the others staying sites whose buckets
+	// userspace owns. Off, they are all fallback sites, which --mode
+	// xdp refuses.
 	RateLimitsInXDP bool
 	HZ              uint64
 	// Reload, when set, re-reads the rules and sets files (XDPDaemon.Reload,

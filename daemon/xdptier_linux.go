@@ -97,11 +97,19 @@ func compileTier(cfg XDPConfig, ifc *net.Interface, xskQueues int, gen uint8) (*
 		in = cfg.Iface
 	}
 	opts := xdp.CompileOptions{InIface: in, LocalAddrs: cfg.LocalAddrs, XSKQueues: xskQueues, Capture: true, Generation: gen, HZ: cfg.HZ}
-	if xskQueues == 0 && cfg.RateLimitsInXDP {
+	switch {
+	case xskQueues == 0 && cfg.RateLimitsInXDP:
 		// XDP alone: no frame is ever resumed in userspace, so the
 		// program's maps are the only state of its limit and hashlimit
 		// rules, which is exact (xdp/ratelimit.go).
 		opts.RateLimits = xdp.RateLimitsXDP
+	case cfg.RateLimitsInXDP:
+		// The combined tier: a limit rule or hashlimit table runs in
+		// the program when no fallback site reaches it, so userspace,
+		// resuming frames at those sites, never evaluates it; the others
+		// stay sites and userspace owns their buckets (xdp/reach.go).
+		// ResumeSites refuses a program that breaks this.
+		opts.RateLimits = xdp.RateLimitsAuto
 	}
 	if len(ifc.HardwareAddr) == 6 {
 		opts.LocalMAC = ifc.HardwareAddr

@@ -52,7 +52,7 @@ type CompileOptions struct {
 	// the frames of the program it replaced from the new one's.
 	Generation uint8
 	// RateLimits selects where -m limit and -m hashlimit run
-	// (ratelimit.go); HZ is the kernel's CONFIG_HZ they count in (0:
+	// (ratelimit.go, "Where the state lives"); HZ is the kernel's CONFIG_HZ they count in (0:
 	// jiffies.DefaultHZ); TestClock makes the program read jiffies from
 	// a map the caller writes (Filter.SetTestClock) instead of
 	// bpf_jiffies64, for differential tests.
@@ -91,7 +91,8 @@ type Spec struct {
 	// nil when no limit or hashlimit runs in the program.
 	RateLimits *RateLimitSpec
 
-	owner []int32 // per instruction: index into Rules, or -1
+	owner    []int32 // per instruction: index into Rules, or -1
+	rs4, rs6 *rules.Ruleset
 }
 
 // FamilyLayout locates one family's counters.
@@ -249,8 +250,32 @@ func Compile(rs4, rs6 *rules.Ruleset, opts CompileOptions) (*Spec, error) {
 	if opts.LocalMAC != nil && len(opts.LocalMAC) != 6 {
 		return nil, fmt.Errorf("local MAC %s is not 6 bytes", opts.LocalMAC)
 	}
+	// RateLimitsAuto: compile with every rate limit in XDP, then move
+	// to userspace those a live fallback site reaches, and again, until
+	// no site reaches a rate limit the program holds. Each round moves
+	// at least one limit rule or table, so it ends.
+	demote := newRateDemotions()
+	for {
+		spec, err := compileOnce(rs4, rs6, opts, demote)
+		if err != nil {
+			return nil, err
+		}
+		if opts.RateLimits == RateLimitsAuto && spec.demoteReachable(rs4, rs6, demote) {
+			continue
+		}
+		if opts.RateLimits == RateLimitsAuto {
+			spec.noteRateLimits()
+		}
+		return spec, nil
+	}
+}
+
+// compileOnce is one compilation, with the rate limits of demote kept in
+// userspace (RateLimitsAuto).
+func compileOnce(rs4, rs6 *rules.Ruleset, opts CompileOptions, demote *rateDemotions) (*Spec, error) {
 	for _, long := range []bool{false, true} {
 		g := newGen(opts, long)
+		g.demote = demote
 		if err := g.program(rs4, rs6); err != nil {
 			return nil, err
 		}
@@ -258,7 +283,11 @@ func Compile(rs4, rs6 *rules.Ruleset, opts CompileOptions) (*Spec, error) {
 			// Jumps of more than 32767 instructions need gotol.
 			continue
 		}
-		return g.finish()
+		spec, err := g.finish()
+		if err == nil {
+			spec.rs4, spec.rs6 = rs4, rs6
+		}
+		return spec, err
 	}
 	panic("unreachable")
 }
@@ -288,7 +317,9 @@ type gen struct {
 	usedMalformed [16]bool
 	siteInsn      []int // instruction index of each fallback site
 	rl            rateGen
-	capBase       int // first of the capture slots (CompileOptions.Capture)
+	demote        *rateDemotions // RateLimitsAuto: rate limits kept in userspace
+	capBase       int            // first of the capture slots (CompileOptions.Capture)
+	vlanUsed      bool           // parseL2 calls vlanCallback
 	str           strGen
 }
 
@@ -402,7 +433,7 @@ const (
 	sICMPCode                     //
 	sPktType                      // skb->pkt_type as eth_type_trans sets it
 	sSrcMAC                       // source MAC, the six bytes loaded little-endian
-	sVLAN                         // outermost VLAN id, 0 without a tag
+	sVLAN                         // OR of the VLAN tags' ids: 0 untagged or priority tags only
 	sL4Off                        // transport header offset within L3
 	sKey                          // map key (0)
 	sSetKey                       // set map keys (8 bytes)
@@ -557,6 +588,7 @@ func (g *gen) program(rs4, rs6 *rules.Ruleset) error {
 		g.hooks(rs6)
 	}
 	g.exits()
+	g.vlanExits()
 	g.rateExits()
 	g.strExits()
 	if rs6 != nil {
@@ -657,51 +689,19 @@ func (g *gen) parseL2(v4, v6 bool) {
 		asm.LoadMem(asm.R2, asm.R7, 12, asm.Half),
 	)
 	// VLAN tags: 802.1Q and 802.1ad, stripped as __netif_receive_skb_core
-	// does. Two are unrolled (QinQ); more fall back to userspace. R5
-	// follows the network header offset.
-	const maxTags = 2
+	// does, any number of them (vlan.go). R5 = the network header offset.
 	done := g.label()
 	g.emit(asm.Mov.Imm(asm.R5, packet.EthernetMinSize))
-	for k := 0; k <= maxTags; k++ {
-		off := int16(packet.EthernetMinSize + 4*k)
-		tag := g.label()
-		g.note("VLAN tag %d?", k+1)
-		g.emit(
-			asm.JEq.Imm(asm.R2, int32(swap16(packet.EtherTypeVLAN)), tag),
-			asm.JNE.Imm(asm.R2, int32(swap16(packet.EtherTypeQinQ)), done),
-		)
-		g.place(tag)
-		if k == maxTags {
-			g.fallbackHere(FallbackSite{Hook: -1, Reason: VLANStackReason})
-			break
-		}
-		g.emit(
-			asm.Mov.Reg(asm.R1, asm.R7),
-			asm.Add.Imm(asm.R1, int32(off+4)),
-		)
-		g.malformedIf(asm.JGT.Reg(asm.R1, asm.R8, ""), packet.MalformedTruncatedL2)
-		if k == 0 {
-			g.emit(
-				asm.LoadMem(asm.R1, asm.R7, off, asm.Half),
-				asm.HostTo(asm.BE, asm.R1, asm.Half),
-				asm.And.Imm(asm.R1, 0x0fff),
-				asm.StoreMem(asm.R10, sVLAN, asm.R1, asm.DWord),
-			)
-		}
-		g.emit(
-			asm.LoadMem(asm.R2, asm.R7, off+2, asm.Half),
-			asm.Mov.Imm(asm.R5, int32(off+4)),
-		)
-	}
+	g.vlanTags(done)
 	// Launder the offset through map memory so that the code after this
 	// point is one path for the verifier, not one per tag count.
 	g.place(done)
-	g.note("R7 = network header")
+	g.note("R7 = network header (below 16 KiB: XDP frames are shorter)")
 	g.emit(
 		asm.StoreMem(asm.R9, scratchL3Off*8, asm.R5, asm.DWord),
 		asm.LoadMem(asm.R5, asm.R9, scratchL3Off*8, asm.DWord),
 	)
-	g.jfar(asm.JGT.Imm(asm.R5, packet.EthernetMinSize+4*maxTags, ""), lAbort)
+	g.jfar(asm.JGT.Imm(asm.R5, maxFrameOff, ""), lAbort)
 	g.emit(asm.Add.Reg(asm.R7, asm.R5))
 	g.note("dispatch on the EtherType")
 	g.emit(asm.JEq.Imm(asm.R2, int32(swap16(packet.EtherTypeIPv4)), lIPv4))

@@ -19,11 +19,10 @@ import (
 	"github.com/sluice-project/sluice/rules"
 )
 
-// wholeSites are the whole-packet sites the IPv6 differential tests
-// accept: userspace evaluates those frames from the start. IPv6 has none
-// of its own: hop-by-hop options and extension-header chains of any
-// length run in the program.
-var wholeSites = []string{VLANStackReason}
+// wholeSites are the whole-packet sites the differential tests accept:
+// none. VLAN stacks of any depth (vlan.go), hop-by-hop options and
+// extension-header chains of any length run in the program.
+var wholeSites []string
 
 // anySite, among diffBoth's allowed reasons, allows every fallback site.
 const anySite = "*"
@@ -481,7 +480,7 @@ COMMIT
 		}
 	}
 	for _, fs := range spec.Fallback {
-		if fs.Family != packet.FamilyIPv6 && fs.Reason != VLANStackReason {
+		if fs.Family != packet.FamilyIPv6 {
 			t.Errorf("site %+v is not IPv6's", fs)
 		}
 	}

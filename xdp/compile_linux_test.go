@@ -406,16 +406,23 @@ func TestCompileFallbackSites(t *testing.T) {
 			t.Fatalf("counter %d moved before the fallback site", i)
 		}
 	}
-	// A frame from elsewhere passes the sets of BLOCK in XDP and goes on
-	// to the bpf match in UDP_IN, a site with UDP_IN's return point
-	// pending.
-	fr = packet.BuildIPv4(netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("192.168.1.1"), packet.ProtoUDP, packet.BuildUDP(1, 53, nil))
+	// A DNS query from elsewhere passes the sets of BLOCK and the bpf
+	// match (whose loads past the empty payload return 0, in XDP too) and
+	// goes on to the hashlimit in UDP_IN, a site with UDP_IN's return
+	// point pending. (203.0.113.0/24, a bogon, would be dropped in BLOCK.)
+	fr = packet.BuildIPv4(netip.MustParseAddr("8.8.8.8"), netip.MustParseAddr("192.168.1.1"), packet.ProtoUDP, packet.BuildUDP(1, 53, nil))
 	ro = &ebpf.RunOptions{Data: fr, DataOut: out}
-	if _, err := f.Program.Run(ro); err != nil {
+	if ret, err = f.Program.Run(ro); err != nil {
 		t.Fatal(err)
 	}
+	if cur, err = f.ReadCounters(); err != nil {
+		t.Fatal(err)
+	}
+	if ret != xdpPass || cur[StatFallback] != 2 || len(ro.DataOut) != len(fr)+4 {
+		t.Fatalf("ret %d, %d bytes out, %d fallbacks", ret, len(ro.DataOut), cur[StatFallback])
+	}
 	site = spec.Fallback[int(ro.DataOut[0])]
-	if site.Chain != "UDP_IN" || len(site.Stack) != 1 || !strings.Contains(site.Stack[0].Text, "-j UDP_IN") || !strings.Contains(site.Rule.Text, "-m bpf") {
+	if site.Chain != "UDP_IN" || len(site.Stack) != 1 || !strings.Contains(site.Stack[0].Text, "-j UDP_IN") || !strings.Contains(site.Rule.Text, "-m hashlimit") {
 		t.Fatalf("site %+v", site)
 	}
 }

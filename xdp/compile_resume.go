@@ -11,7 +11,14 @@ import (
 // compiled from the same rulesets: ResumeSites(pr)[site] is what
 // engine.Worker.ProcessFrom takes for a frame the program handed over at
 // site.
+//
+// It refuses a program holding rate-limit state that a site reaches
+// (CheckResume): resuming there would evaluate the rule a second time,
+// against userspace's own bucket.
 func (s *Spec) ResumeSites(pr *engine.Program) ([]engine.ResumeSite, error) {
+	if err := s.CheckResume(); err != nil {
+		return nil, err
+	}
 	out := make([]engine.ResumeSite, len(s.Fallback))
 	for i, fs := range s.Fallback {
 		rs, err := pr.ResumeSite(engine.ResumeSiteSpec{Family: fs.Family, Hook: fs.Hook, Table: fs.Table,
@@ -74,19 +81,12 @@ func AddReport(dst, src *report.Report) {
 	}
 }
 
-// VLANStackReason is the reason of the whole-packet site for frames with
-// more VLAN tags than the program parses.
-const VLANStackReason = "more than 2 VLAN tags"
-
 // Blocking lists the live fallback sites an XDP-only deployment cannot
-// serve: every site no packet is proven unable to reach, except the
-// VLAN-stack one (frames with three or more tags, which the kernel would
-// hand to a VLAN device, not to this interface's rules, unless the tags
-// are all priority tags).
+// serve: every site no packet is proven unable to reach.
 func (s *Spec) Blocking() []FallbackSite {
 	var out []FallbackSite
 	for _, fs := range s.Fallback {
-		if !fs.Dead && !(fs.Hook == -1 && fs.Reason == VLANStackReason) {
+		if !fs.Dead {
 			out = append(out, fs)
 		}
 	}

@@ -794,9 +794,11 @@ func (g *gen) u32(tests []u32Test, inv bool, fail string) {
 // the verifier wants its own proof.
 func (g *gen) u32Load(no string) {
 	g.emit(
-		asm.JGT.Imm(asm.R5, 0xff00, no), // frames are < 4 KiB: never true when pos <= n-4
+		// Frames are < 16 KiB: never true when pos <= n-4; the sum of
+		// both bounds stays within the verifier's MAX_PACKET_OFF.
+		asm.JGT.Imm(asm.R5, 0xffff-maxFrameOff-4, no),
 		asm.LoadMem(asm.R0, asm.R9, scratchL3Off*8, asm.DWord),
-		asm.JGT.Imm(asm.R0, 64, no),
+		asm.JGT.Imm(asm.R0, maxFrameOff, no),
 		asm.LoadMem(asm.R1, asm.R6, 0, asm.Word),
 		asm.Add.Reg(asm.R1, asm.R0),
 		asm.Add.Reg(asm.R1, asm.R5),

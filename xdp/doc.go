@@ -48,9 +48,9 @@
 //
 // What the program cannot evaluate (sets with timeouts or counters and
 // the set types not compiled, that string quirk, limit, hashlimit, recent, tcp
-// --tcp-option, sets in IPv6 rulesets, IPv4 fragments reaching INPUT,
-// which the kernel reassembles first, and, for the whole packet, more
-// than 2 VLAN tags) is a fallback site: the program writes the site's
+// --tcp-option, sets in IPv6 rulesets, and IPv4 fragments reaching INPUT,
+// which the kernel reassembles first) is a fallback site; VLAN tag stacks
+// of any depth are parsed in the program (vlan.go). The program writes the site's
 // index into the XDP metadata area and, compiled with XSKQueues, redirects
 // the frame through its XSKMAP to the AF_XDP socket of its RX queue, where
 // the engine resumes the traversal at the site (Spec.Fallback says where,
@@ -65,9 +65,11 @@
 // ratelimit.go). The XDP tier running alone (sluice run --mode xdp, and
 // auto when nothing else needs userspace) compiles them so: no frame is
 // ever resumed in userspace, so the maps are their only state. In the
-// combined tier they stay fallback sites, because a rule's state must
-// live in one tier and the userspace engine does not read the program's
-// buckets. A reload that replaces the program carries unchanged tables
+// combined tier (RateLimitsAuto) a limit rule or hashlimit table runs in
+// the program only when no fallback site reaches it (reach.go), so that
+// userspace, resuming frames, never evaluates it: a rule's state lives in
+// one tier. The others stay fallback sites, their reason naming the site
+// that reaches them. A reload that replaces the program carries unchanged tables
 // and buckets over (LoadCarrying); one that changes only set contents
 // updates the set maps in place (sets_update.go).
 //

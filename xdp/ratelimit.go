@@ -17,7 +17,8 @@ import (
 
 // Rate limits in XDP.
 //
-// With CompileOptions.RateLimits = RateLimitsXDP, `-m limit` and `-m
+// With CompileOptions.RateLimits = RateLimitsXDP (or RateLimitsAuto, for
+// the rules it decides; see "Where the state lives"), `-m limit` and `-m
 // hashlimit` (revision 3, packet and byte mode, IPv4 tables) run in the
 // program with the arithmetic of engine/limit and engine/hashlimit, which
 // is the kernel's: xt_limit's u32 credits, CREDITS_PER_JIFFY and
@@ -76,13 +77,33 @@ import (
 // restarts them at a given jiffy.
 //
 // Where the state lives. A rule compiled here keeps its state only in
-// BPF maps. That is exact as long as userspace never evaluates the same
-// rule, i.e. no frame that falls back at an earlier site (including the
-// whole-packet VLAN-stack site and INPUT's fragment and IP-options sites)
-// is resumed in userspace: the XDP-only deployment, where fallback frames
-// go to the kernel or the ruleset is refused. With userspace resumption
-// (auto mode) keep RateLimitsUserspace until the engine evaluates these
-// rules against the program's maps.
+// BPF maps, so userspace must never evaluate the same rule: a frame that
+// falls back at a site and is resumed in userspace (engine ProcessFrom)
+// would otherwise meet a second, diverging bucket. Three modes:
+//
+//   - RateLimitsXDP compiles every limit and hashlimit it can: exact only
+//     when no frame is ever resumed in userspace (the XDP-only
+//     deployment, where fallback frames go to the kernel or the ruleset
+//     is refused).
+//   - RateLimitsUserspace keeps every one of them a fallback site:
+//     userspace owns every bucket.
+//   - RateLimitsAuto, for the combined tier, compiles a limit rule, or a
+//     hashlimit table (all the rules naming it: one table, one place),
+//     only when no live fallback site reaches it (reach.go): no frame
+//     resumed in userspace can ever get to it, so every frame that
+//     reaches it is judged by the program, against the maps. The others
+//     stay fallback sites, whose reason names the site that reaches
+//     them. Compile iterates to a fixpoint: a rate limit that stays in
+//     userspace is itself a site, which may reach later ones. A site
+//     reaches its own rule (userspace re-evaluates the whole rule), so a
+//     rule with a rate limit and a match only userspace runs keeps its
+//     rate limit in userspace too. Spec.CheckResume verifies the result
+//     against the final program's sites, and ResumeSites refuses a spec
+//     that fails it.
+//
+// Reloads carry a table or bucket over only within one tier: a rate
+// limit moving between the program and userspace across a reload starts
+// afresh, as a changed rule does.
 
 // RateLimitMode selects where -m limit and -m hashlimit run.
 type RateLimitMode uint8
@@ -97,7 +118,133 @@ const (
 	// deployments where userspace never resumes a frame at or before
 	// such a rule.
 	RateLimitsXDP
+	// RateLimitsAuto compiles a limit rule or a hashlimit table into BPF
+	// maps when no live fallback site reaches it (reach.go), and keeps
+	// the others as fallback sites: exact with userspace resumption.
+	RateLimitsAuto
 )
+
+func (m RateLimitMode) String() string {
+	switch m {
+	case RateLimitsUserspace:
+		return "userspace"
+	case RateLimitsXDP:
+		return "xdp"
+	case RateLimitsAuto:
+		return "auto"
+	}
+	return fmt.Sprintf("RateLimitMode(%d)", uint8(m))
+}
+
+// rateDemotions are RateLimitsAuto's decisions so far: the limit rules
+// and hashlimit tables that stay in userspace because a fallback site
+// reaches them, with the reason.
+type rateDemotions struct {
+	limits map[*rules.Rule]string
+	tables map[string]string // hlTableKey
+}
+
+func newRateDemotions() *rateDemotions {
+	return &rateDemotions{limits: map[*rules.Rule]string{}, tables: map[string]string{}}
+}
+
+// demoteReachable moves to d every limit rule and hashlimit table the
+// program compiled that a live site of s reaches, and reports whether it
+// moved any (then the caller compiles again: the new sites may reach
+// more).
+func (s *Spec) demoteReachable(rs4, rs6 *rules.Ruleset, d *rateDemotions) bool {
+	rl := s.RateLimits
+	if rl == nil {
+		return false
+	}
+	reach := reachable(rs4, rs6, s.Fallback)
+	changed := false
+	for _, b := range rl.LimitRules {
+		if id, ok := reach[b.Rule]; ok {
+			d.limits[b.Rule] = "reachable from " + describeSite(&s.Fallback[id])
+			changed = true
+		}
+	}
+	for _, t := range rl.Tables {
+		key := hlTableKey(t.Name, t.Family)
+		for _, ri := range s.Rules {
+			if !namesTable(ri.Rule, key) {
+				continue
+			}
+			if id, ok := reach[ri.Rule]; ok {
+				d.tables[key] = fmt.Sprintf("the table's rule at %s %s %s line %d is reachable from %s",
+					ri.Family, ri.Table, ri.Chain, ri.Rule.Line, describeSite(&s.Fallback[id]))
+				changed = true
+				break
+			}
+		}
+	}
+	return changed
+}
+
+// namesTable reports whether r has a hashlimit match of table key.
+func namesTable(r *rules.Rule, key string) bool {
+	for _, m := range r.Matches {
+		if h, ok := m.(*rules.Hashlimit); ok && hlTableKey(h.Cfg.Name, h.Cfg.Family) == key {
+			return true
+		}
+	}
+	return false
+}
+
+// xdpRateRules returns the rules whose limit bucket or hashlimit table
+// the program holds.
+func (s *Spec) xdpRateRules() map[*rules.Rule]string {
+	out := map[*rules.Rule]string{}
+	rl := s.RateLimits
+	if rl == nil {
+		return out
+	}
+	for _, b := range rl.LimitRules {
+		out[b.Rule] = "limit"
+	}
+	for _, t := range rl.Tables {
+		key := hlTableKey(t.Name, t.Family)
+		for _, ri := range s.Rules {
+			if namesTable(ri.Rule, key) {
+				out[ri.Rule] = "hashlimit " + t.Name
+			}
+		}
+	}
+	return out
+}
+
+// CheckResume verifies that no live fallback site reaches a rule whose
+// rate-limit state the program holds: userspace, resuming a frame at any
+// site, never evaluates such a rule. RateLimitsAuto guarantees it; a
+// RateLimitsXDP program with live sites generally fails it (it is meant
+// for deployments that never resume frames).
+func (s *Spec) CheckResume() error {
+	held := s.xdpRateRules()
+	if len(held) == 0 {
+		return nil
+	}
+	reach := reachable(s.rs4, s.rs6, s.Fallback)
+	for r, what := range held {
+		if id, ok := reach[r]; ok {
+			return fmt.Errorf("the program holds the %s state of line %d, which userspace would evaluate when resuming a frame from %s",
+				what, r.Line, describeSite(&s.Fallback[id]))
+		}
+	}
+	return nil
+}
+
+// noteRateLimits says, for every rule whose rate limit RateLimitsAuto
+// compiled, why it may.
+func (s *Spec) noteRateLimits() {
+	held := s.xdpRateRules()
+	for i := range s.Rules {
+		ri := &s.Rules[i]
+		if what, ok := held[ri.Rule]; ok && ri.Mode == "xdp" && ri.Reason == "" {
+			ri.Reason = what + " runs in XDP: no fallback site reaches this rule, so its state lives in BPF maps only"
+		}
+	}
+}
 
 // RateLimitSpec describes the rate-limit maps of a compiled program.
 type RateLimitSpec struct {
@@ -275,8 +422,13 @@ func (g *gen) readJiffies() {
 
 // limitMatch emits xt_limit's limit_mt as engine/limit.State.Match has it.
 func (g *gen) limitMatch(m *rules.Limit, fail string) string {
-	if g.opts.RateLimits != RateLimitsXDP {
+	switch g.opts.RateLimits {
+	case RateLimitsUserspace:
 		return "limit keeps a token bucket in userspace"
+	case RateLimitsAuto:
+		if why := g.demote.limits[g.spec.Rules[g.cur].Rule]; why != "" {
+			return "limit keeps its token bucket in userspace: " + why
+		}
 	}
 	hz := g.hz()
 	st, err := limit.New(m.Cfg, hz, 0)
@@ -402,11 +554,14 @@ func (g *gen) hlTable(m *rules.Hashlimit) (*HashlimitTable, int, string) {
 // hashlimitMatch emits hashlimit_mt_common (revision 3) as
 // engine/hashlimit's Table.Match has it, for an IPv4 table.
 func (g *gen) hashlimitMatch(m *rules.Hashlimit, fail string) string {
-	if g.opts.RateLimits != RateLimitsXDP {
+	if g.opts.RateLimits == RateLimitsUserspace {
 		return "hashlimit keeps per-flow buckets in userspace"
 	}
 	if g.fam != packet.FamilyIPv4 {
 		return "hashlimit tables are compiled for IPv4 only"
+	}
+	if why := g.demote.tables[hlTableKey(m.Cfg.Name, m.Cfg.Family)]; why != "" && g.opts.RateLimits == RateLimitsAuto {
+		return fmt.Sprintf("hashlimit table %s stays in userspace: %s", m.Cfg.Name, why)
 	}
 	t, ti, reason := g.hlTable(m)
 	if reason != "" {
