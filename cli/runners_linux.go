@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/sluice-project/sluice/daemon"
+	"github.com/sluice-project/sluice/engine/hashlimit"
 	"github.com/sluice-project/sluice/internal/benchlive"
 	"github.com/sluice-project/sluice/internal/testnet"
 )
@@ -43,7 +44,8 @@ func liveRunner(ns *testnet.NS, iface string, withXDP bool) (*benchlive.Attachme
 		var err error
 		cfg := daemon.Config{Iface: iface, Program: pr, LockDir: lockDir}
 		if withXDP {
-			cfg.XDP = &daemon.XDPConfig{Iface: iface, InIface: iface, Rules4: ps.r4, Rules6: ps.r6}
+			cfg.XDP = &daemon.XDPConfig{Iface: iface, InIface: iface, Rules4: ps.r4, Rules6: ps.r6,
+				RateLimitsInXDP: l.hlFull == hashlimit.FullDrop, HZ: l.hz}
 		}
 		d, err = daemon.Start(cfg)
 		return err
