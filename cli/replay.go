@@ -96,6 +96,7 @@ func replay(l *loaded, srcs []frameSource, wAcc, wDrop string) (*replayResult, e
 		acc     *pcapWriter
 		drop    *pcapWriter
 		elapsed time.Duration
+		setup   time.Duration // compiling the ruleset: not packet work
 	)
 	defer acc.close()
 	defer drop.close()
@@ -111,9 +112,11 @@ func replay(l *loaded, srcs []frameSource, wAcc, wDrop string) (*replayResult, e
 				break
 			}
 			if pr == nil {
+				t0 := time.Now()
 				if pr, _, err = l.compile(ts); err != nil {
 					return nil, err
 				}
+				setup = time.Since(t0)
 				w = pr.NewWorker()
 				if acc, err = openPcapWriter(wAcc, lt); err != nil {
 					return nil, err
@@ -141,7 +144,7 @@ func replay(l *loaded, srcs []frameSource, wAcc, wDrop string) (*replayResult, e
 			break
 		}
 	}
-	elapsed = time.Since(start)
+	elapsed = time.Since(start) - setup
 	if pr == nil {
 		var err error
 		if pr, _, err = l.compile(0); err != nil {
