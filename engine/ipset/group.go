@@ -164,5 +164,40 @@ func (m *Matcher) Match4(p *packet.Packet, src, dst uint32, now int64, memo *[2]
 		}
 		return (code != 0 && (code == codePlain) != m.flags.ReturnNomatch) != m.flags.Invert
 	}
+	if m.kind4 != 0 && now <= m.fastUntil {
+		return m.direct4(p, src, dst) != m.flags.Invert
+	}
 	return m.s.test(p, m.dirs, m.flags, m.mc, now) != m.flags.Invert
+}
+
+// direct4 is kadt for the matcher's kind4: whether the element is there
+// (it cannot fail its extensions, and these types have no nomatch).
+func (m *Matcher) direct4(p *packet.Packet, src, dst uint32) bool {
+	a := src
+	if m.fastDst {
+		a = dst
+	}
+	s := m.s
+	switch m.kind4 {
+	case fastHashIP:
+		ip := a & m.mask4
+		if ip == 0 {
+			return false
+		}
+		_, ok := s.tab.get(uint64(ip))
+		return ok
+	case fastHashIPPort:
+		port, proto, ok := getPort(p, m.dirs[1] == DirSrc)
+		if !ok {
+			return false
+		}
+		_, ok = s.tab.get(key4(a, proto, port, 0))
+		return ok
+	default: // fastBitmapPort: ip_set_get_ip_port, TCP and UDP only
+		port, proto, ok := getPort(p, m.dirs[0] == DirSrc)
+		if !ok || (proto != packet.ProtoTCP && proto != packet.ProtoUDP) || port < s.firstPort || port > s.lastPrt {
+			return false
+		}
+		return s.bitmap[port-s.firstPort] >= 0
+	}
 }

@@ -177,19 +177,26 @@ const (
 	lpm4Large = 1 << 18
 )
 
+// validUntil is the latest packet time at which no element has expired
+// yet: until then every element passes extOK's timeout check.
+func (s *Set) validUntil() int64 {
+	t := int64(math.MaxInt64)
+	if s.withTimeout {
+		for i := range s.elems {
+			// extOK fails an element once now > expires.
+			if e := s.elems[i].expires; e != 0 && e < t {
+				t = e
+			}
+		}
+	}
+	return t
+}
+
 // finishNet builds a hash:net set's match structures once all its
 // elements are in: netParent, netFastUntil, and for IPv4 the lpm4 table,
 // which replaces the bart table.
 func (s *Set) finishNet() {
-	s.netFastUntil = math.MaxInt64
-	if s.withTimeout {
-		for i := range s.elems {
-			// extOK fails an element once now > expires.
-			if e := s.elems[i].expires; e != 0 && e < s.netFastUntil {
-				s.netFastUntil = e
-			}
-		}
-	}
+	s.netFastUntil = s.validUntil()
 	s.netParent = make([]int32, len(s.elems))
 	if s.family != packet.FamilyIPv4 {
 		for i := range s.elems {

@@ -30,7 +30,20 @@ type Matcher struct {
 	// in the group's values (group4).
 	group *group4
 	shift uint32
+
+	// kind4, when not zero, is the direct path of an IPv4 hash:ip,
+	// hash:ip,port or bitmap:port test that cannot fail an element's
+	// extensions (Pure, and no element expired before fastUntil): the
+	// table or bitmap answers, as kadt would, without its dispatch.
+	kind4 uint8
+	mask4 uint32 // hash:ip netmask
 }
+
+const (
+	fastHashIP = 1 + iota
+	fastHashIPPort
+	fastBitmapPort
+)
 
 // NewMatcher prepares s for a rule's --match-set dirs and flags.
 func NewMatcher(s *Set, dirs []Dir, flags MatchFlags) *Matcher {
@@ -40,6 +53,20 @@ func NewMatcher(s *Set, dirs []Dir, flags MatchFlags) *Matcher {
 		m.fastDst = dirs[0] == DirDst
 		m.fastUntil = s.netFastUntil
 		m.net4 = s.net4
+	}
+	if m.Pure() && len(dirs) >= typeDims[s.typ] {
+		switch {
+		case s.typ == typeHashIP && s.family == packet.FamilyIPv4:
+			m.kind4, m.mask4 = fastHashIP, mask4(s.netmask)
+		case s.typ == typeHashIPPort && s.family == packet.FamilyIPv4:
+			m.kind4 = fastHashIPPort
+		case s.typ == typeBitmapPort:
+			m.kind4 = fastBitmapPort
+		}
+		if m.kind4 != 0 {
+			m.fastDst = dirs[0] == DirDst
+			m.fastUntil = s.validUntil()
+		}
 	}
 	return m
 }
@@ -54,4 +81,31 @@ func (m *Matcher) Match(p *packet.Packet, now int64) bool {
 		return m.Match4(p, v4(p.Src), v4(p.Dst), now, &memo)
 	}
 	return m.s.test(p, m.dirs, m.flags, m.mc, now) != m.flags.Invert
+}
+
+// Pure reports whether testing the matcher has no effect on the set and
+// depends on nothing the set's counters hold: no element counters to
+// bump (a set or a list member with counters, unless the rule skips the
+// update) and no --packets/--bytes compare. Such a test can take a
+// direct path (kind4), which never touches an element.
+func (m *Matcher) Pure() bool {
+	return !m.mc && m.s.pure(m.flags)
+}
+
+func (s *Set) pure(f MatchFlags) bool {
+	if s.withCounters && !f.SkipCounterUpdate {
+		return false
+	}
+	if s.typ == typeListSet {
+		sub := f
+		if f.SkipSubcounterUpdate {
+			sub.SkipCounterUpdate = true
+		}
+		for i := range s.elems {
+			if m := s.elems[i].member; m != nil && !m.pure(sub) {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -115,6 +115,10 @@ func Parse(filename string, r io.Reader, now int64) (*Registry, error) {
 		if s.typ == typeHashNet {
 			s.finishNet()
 		}
+		if s.m64 != nil {
+			// Matching reads the table; the map only found duplicates.
+			s.tab, s.m64 = newTable64(s.m64), nil
+		}
 	}
 	return p.r, nil
 }

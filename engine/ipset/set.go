@@ -120,7 +120,8 @@ type Set struct {
 	elems []elem // insertion order, as Save prints them
 
 	// Lookup structures; only the one for the type is used.
-	m64   map[uint64]int32
+	m64   map[uint64]int32 // while parsing; then tab
+	tab   *table64
 	mwide map[wideKey]int32
 	// hash:net: nets maps each prefix to its netRef while parsing and,
 	// for IPv6, at match time; an IPv4 set is answered by net4 instead
@@ -210,7 +211,7 @@ func (s *Set) kadt(p *packet.Packet, dirs []Dir, f MatchFlags, mc bool, now int6
 			if ip == 0 {
 				return 0
 			}
-			i, ok := s.m64[uint64(ip)]
+			i, ok := s.tab.get(uint64(ip))
 			if !ok {
 				return 0
 			}
@@ -234,7 +235,7 @@ func (s *Set) kadt(p *packet.Packet, dirs []Dir, f MatchFlags, mc bool, now int6
 		a := addrOf(p, dirs[0])
 		var i int32
 		if s.family == packet.FamilyIPv4 {
-			i, ok = s.m64[key4(v4(a), proto, port, 0)]
+			i, ok = s.tab.get(key4(v4(a), proto, port, 0))
 		} else {
 			i, ok = s.mwide[keyWide(a, netip.Addr{}, proto, port, 0)]
 		}
@@ -369,7 +370,7 @@ func (s *Set) testNetPort(a netip.Addr, proto uint8, port uint16, p *packet.Pack
 		var i int32
 		var ok bool
 		if s.family == packet.FamilyIPv4 {
-			i, ok = s.m64[key4(v4(a)&mask4(c), proto, port, c)]
+			i, ok = s.tab.get(key4(v4(a)&mask4(c), proto, port, c))
 		} else {
 			b := maskAddr16(a, c)
 			i, ok = s.mwide[keyWide(netip.AddrFrom16(b), netip.Addr{}, proto, port, c)]
