@@ -19,40 +19,54 @@ import (
 //
 //	R0  A (always a zero-extended 32-bit value); the result at opts.Done
 //	R1  X (likewise)
-//	R2  the datagram length, read once from opts.L3Len
+//	R2  the datagram length, read from opts.L3Len
 //	R3  ctx->data + L3 offset: a packet pointer to the network header
 //	R4  temporary: the offset of a load, then data_end
 //	R5  temporary: end of a load
 //
-// A load is free to use whichever of A and X it overwrites as the register
-// that receives the packet pointer, so no live value is ever spilled.
-//
-// Every packet load is checked twice, in this order:
+// The program is translated twice. The first copy reads the packet
+// directly: a load is free to use whichever of A and X it overwrites as
+// the register that receives the packet pointer, so no live value is ever
+// spilled. Every load is checked twice, in this order:
 //
 //  1. against the datagram length (R2): offset+size > len is the classic
 //     out-of-bounds load, the program returns 0 (so Ethernet padding after
 //     the IPv4 total length is never read, exactly as the classic program
 //     sees only skb->len bytes);
-//  2. against data_end: a byte of the datagram the XDP buffer does not
-//     hold (a truncated frame, a multi-buffer frame) cannot be read here,
-//     so the code jumps to opts.Abort for the caller to hand the packet to
-//     userspace. Offsets above CBPFMaxOffset go there as well: the verifier
-//     needs packet offsets it can bound, and no linear XDP buffer is that
-//     long. A program whose loads all fit in the frame never aborts.
+//  2. against what direct packet access can reach: the verifier needs
+//     packet offsets it can bound, so a network header beyond
+//     CBPFMaxL3Off, a datagram offset beyond CBPFMaxOffset, or a byte past
+//     data_end (a truncated frame, a multi-buffer frame) cannot be read
+//     there.
+//
+// What the first copy cannot read, the second one does: the same program,
+// every load through the bpf_xdp_load_bytes helper (Linux 5.18), which
+// copies bytes at any offset of the frame to the stack. A load of the
+// first copy that fails check 2 jumps to the same load in the second copy
+// (A, X, M[] and the length are the same there), a network header beyond
+// CBPFMaxL3Off runs the second copy from the start, and evaluation goes on
+// there to the end. The helper call clobbers R0-R5: the one of A and X
+// the load does not overwrite is spilled across it, the length read again.
+// Only when the helper fails too — the byte is not in the frame at all —
+// is the result unknown: the code jumps to opts.Abort for the caller to
+// hand the packet to userspace. A caller that has checked that the
+// datagram lies in the frame sets opts.InBuffer: that cannot happen, and
+// no Abort is emitted.
 //
 // Classic BPF has forward jumps only, so the translation does too. Classic
 // instructions no path reaches are not translated (the verifier refuses
 // unreachable code), and neither is anything after a load that can only
-// return 0 or abort.
+// return 0 (or, in the first copy, that always needs the second).
 
-// CBPFMaxOffset is the largest datagram offset a translated load reads in
-// XDP; a load further in (but inside the datagram) jumps to
-// CBPFOptions.Abort. With CBPFMaxL3Off it keeps every packet pointer within
-// the verifier's MAX_PACKET_OFF (0xffff).
+// CBPFMaxOffset is the largest datagram offset a translated load reads by
+// direct packet access; a load further in (but inside the datagram) goes
+// through bpf_xdp_load_bytes. With CBPFMaxL3Off it keeps every packet
+// pointer within the verifier's MAX_PACKET_OFF (0xffff).
 const CBPFMaxOffset = 0xf000
 
-// CBPFMaxL3Off is the largest network header offset the translated code
-// accepts; a larger one jumps to CBPFOptions.Abort.
+// CBPFMaxL3Off is the largest network header offset at which the
+// translated code reads the packet directly; beyond it (deep VLAN stacks),
+// every load goes through bpf_xdp_load_bytes.
 const CBPFMaxL3Off = 0x800
 
 // CBPFLoc says where the translated code reads one of its inputs: the
@@ -85,9 +99,9 @@ type CBPFOptions struct {
 	// Ctx is the register holding the struct xdp_md pointer (R6-R9);
 	// ctx->data and ctx->data_end are read from it.
 	Ctx asm.Register
-	// L3Off holds the network header's offset from ctx->data, at most
-	// CBPFMaxL3Off (beyond, the code jumps to Abort). Any scalar is
-	// accepted: the translation bounds it for the verifier itself.
+	// L3Off holds the network header's offset from ctx->data. Any
+	// scalar is accepted: the translation bounds it for the verifier
+	// itself (beyond CBPFMaxL3Off, every load goes through the helper).
 	L3Off CBPFLoc
 	// L3Len holds the datagram length, skb->len at PREROUTING: the IPv4
 	// total length, or the IPv6 payload length + 40. The classic program
@@ -98,26 +112,39 @@ type CBPFOptions struct {
 	// may use: the scratch cell M[i] in the upper half of the 8-byte
 	// slot at Scratch+8*i (only the cells the program uses are touched;
 	// the kernel's checker guarantees each is written before it is
-	// read), then a slot at Scratch+128 through which values pass to
-	// hide them from the verifier (see cbLaunder).
+	// read), then a slot at Scratch+128 whose upper half values pass
+	// through to hide them from the verifier (see cbLaunder) and whose
+	// lower half receives the bytes bpf_xdp_load_bytes copies.
 	Scratch int16
 	// Done is the label the code jumps to when the program returns, with
 	// its 32-bit result in R0 (zero-extended). xt_bpf matches when it is
 	// not 0.
 	Done string
 	// Abort is the label the code jumps to when the result depends on
-	// bytes of the datagram the XDP buffer does not hold (see
-	// CBPFMaxOffset). The caller must not guess a result there: hand the
-	// packet to userspace (a fallback site).
+	// bytes of the datagram the frame does not hold (a truncated frame:
+	// the datagram length says more than there is). The caller must not
+	// guess a result there: hand the packet to userspace (a fallback
+	// site). Required unless InBuffer.
 	Abort string
+	// InBuffer says that the caller has checked that the whole datagram,
+	// L3Len bytes from L3Off, lies in the frame (ctx->data to data_end,
+	// with no fragments beyond): then every load inside the datagram can
+	// be served, directly or by bpf_xdp_load_bytes, the code never
+	// aborts, and Abort is not used.
+	InBuffer bool
 	// Prefix starts every label the translation defines; it must be
 	// unique among the translations placed in one program (default
 	// "cbpf_").
 	Prefix string
 	// Long makes the jumps to Done and Abort 32-bit (gotol), for labels
 	// more than 32767 instructions away. Jumps inside the translated code
-	// are always short.
+	// are always short (TranslateCBPF fails when they cannot be).
 	Long bool
+
+	// helperOnly (tests) runs the helper copy for every network header
+	// beyond offset 0, so that the differential tests exercise it on the
+	// frames the direct copy would serve.
+	helperOnly bool
 }
 
 // ErrCBPFOptions is wrapped by TranslateCBPF's errors about its options.
@@ -158,7 +185,7 @@ const (
 )
 
 // CBPFScratchSize is the stack CBPFOptions.Scratch reserves: 16 slots for
-// M[0..15], one for laundering.
+// M[0..15], one for laundering and the helper's buffer.
 const CBPFScratchSize = 17 * 8
 
 // cbLaunder is where values are stored and read back to hide them from the
@@ -180,6 +207,12 @@ const CBPFScratchSize = 17 * 8
 // reaches): paths then merge there whatever constants they carried. The
 // semantics are untouched: the values come back unchanged.
 const cbLaunder = 16*8 + 4
+
+// cbBuf is the stack offset (from Scratch) of the 4 bytes a load in the
+// helper copy has bpf_xdp_load_bytes copy the packet's bytes to: the lower
+// half of the laundering slot, whose upper half holds the spilled one of
+// A and X meanwhile.
+const cbBuf = 16 * 8
 
 // cbMem is the stack offset of M[k].
 func (g *cbGen) cbMem(k uint32) int16 { return g.o.Scratch + 8*int16(k&15) + 4 }
@@ -261,6 +294,7 @@ type cbGen struct {
 	alias   map[string]string
 	comment string
 	used    map[string]bool // trampolines jumped to
+	helper  bool            // emitting the copy whose loads call bpf_xdp_load_bytes
 }
 
 func (g *cbGen) lbl(s string) string { return g.o.Prefix + s }
@@ -297,6 +331,18 @@ func (g *cbGen) exit(label string) {
 func (g *cbGen) ret0() string  { g.used["ret0"] = true; return g.lbl("ret0") }
 func (g *cbGen) abort() string { g.used["abort"] = true; return g.lbl("abort") }
 
+// lost is where a load goes when bpf_xdp_load_bytes fails: the bytes are
+// not in the frame. With InBuffer that cannot happen (the caller checked
+// that the datagram lies in the frame, the load that its bytes lie in the
+// datagram): the code returns 0 there, a path the verifier needs but no
+// packet takes.
+func (g *cbGen) lost() string {
+	if g.o.InBuffer {
+		return g.ret0()
+	}
+	return g.abort()
+}
+
 func (g *cbGen) read(dst asm.Register, l CBPFLoc) {
 	if l.Mem {
 		g.emit(asm.LoadMem(dst, l.Reg, l.Off, asm.DWord))
@@ -315,11 +361,12 @@ func cbCheckLoc(name string, l CBPFLoc) error {
 // TranslateCBPF translates f into eBPF for an XDP program: code that
 // computes what f.Run returns on the datagram at opts.L3Off of opts.L3Len
 // bytes, then jumps to opts.Done with the result in R0, or to opts.Abort
-// when it would need bytes the XDP buffer does not hold. The code clobbers
-// R0-R5 and the scratch cells it uses, needs no helper call, and jumps only
-// forward. Its labels start with opts.Prefix: the caller resolves them
-// (cilium/ebpf does when the code is part of a ProgramSpec; a generator
-// with its own label table adds each instruction's Symbol to it).
+// when it would need bytes the frame does not hold (never with
+// opts.InBuffer). The code clobbers R0-R5 and the scratch cells it uses,
+// calls no helper but bpf_xdp_load_bytes, and jumps only forward. Its
+// labels start with opts.Prefix: the caller resolves them (cilium/ebpf
+// does when the code is part of a ProgramSpec; a generator with its own
+// label table adds each instruction's Symbol to it).
 //
 // The first eBPF instruction of each classic instruction carries, as its
 // Source, the classic instruction in tcpdump -d form.
@@ -333,8 +380,8 @@ func TranslateCBPF(f *cbpf.Filter, opts CBPFOptions) (asm.Instructions, error) {
 	switch {
 	case opts.Ctx < asm.R6 || opts.Ctx > asm.R9:
 		return nil, fmt.Errorf("%w: Ctx is %s: must be R6-R9", ErrCBPFOptions, opts.Ctx)
-	case opts.Done == "" || opts.Abort == "":
-		return nil, fmt.Errorf("%w: Done and Abort labels are required", ErrCBPFOptions)
+	case opts.Done == "" || opts.Abort == "" && !opts.InBuffer:
+		return nil, fmt.Errorf("%w: Done and Abort labels are required (Abort unless InBuffer)", ErrCBPFOptions)
 	case opts.Scratch%8 != 0 || opts.Scratch < -512 || opts.Scratch > -CBPFScratchSize:
 		return nil, fmt.Errorf("%w: Scratch %d: need a multiple of 8 in [-512, -%d]", ErrCBPFOptions, opts.Scratch, CBPFScratchSize)
 	}
@@ -348,11 +395,91 @@ func TranslateCBPF(f *cbpf.Filter, opts CBPFOptions) (asm.Instructions, error) {
 	if len(prog) == 0 || len(prog) > cbpf.MaxInstructions {
 		return nil, fmt.Errorf("%w: filter of %d instructions", ErrCBPFOptions, len(prog))
 	}
+	// The helper copy's flow is the classic program's; the direct copy
+	// stops at loads it always hands to the helper copy.
+	reachH, predsH, loads, err := cbReach(prog, false)
+	if err != nil {
+		return nil, err
+	}
+	reachD, predsD, _, _ := cbReach(prog, true)
 
-	// Reachability over the classic program (all jumps are forward), and
-	// the number of edges into each instruction.
-	reach := make([]bool, len(prog)+1)
-	preds := make([]int, len(prog)+1)
+	g := &cbGen{o: opts, alias: map[string]string{}, used: map[string]bool{}}
+	g.comment = fmt.Sprintf("-m bpf: %d classic instructions; A = R0, X = R1, len = R2, R3 = network header, M[i] at R10%+d+8*i", len(prog), opts.Scratch+4)
+	g.read(cbLen, opts.L3Len)
+	g.read(cbL3, opts.L3Off)
+	g.emit(
+		asm.Mov.Imm32(cbA, 0),
+		asm.Mov.Imm32(cbX, 0),
+	)
+	// A network header direct access cannot reach: the helper copy from
+	// the start (a program without loads needs no R3 and no such copy).
+	maxL3 := int32(CBPFMaxL3Off)
+	if opts.helperOnly {
+		maxL3 = 0
+	}
+	deep := g.lbl("h0")
+	if !loads {
+		deep = g.lbl("i0")
+	}
+	g.emit(
+		asm.JGT.Imm(cbL3, maxL3, deep),
+		asm.LoadMem(cbT4, opts.Ctx, 0, asm.Word), // ctx->data
+		asm.Add.Reg(cbT4, cbL3),
+		asm.Mov.Reg(cbL3, cbT4),
+	)
+	if err := g.copy(prog, reachD, predsD); err != nil {
+		return nil, err
+	}
+	if loads {
+		g.helper = true
+		g.comment = "-m bpf: the program again, every load through bpf_xdp_load_bytes, for what direct packet access cannot reach (a network header beyond CBPFMaxL3Off, an offset beyond CBPFMaxOffset, a byte past data_end)"
+		if err := g.copy(prog, reachH, predsH); err != nil {
+			return nil, err
+		}
+	}
+	if g.used["ret0"] {
+		g.place(g.lbl("ret0"))
+		g.comment = "-m bpf: out-of-bounds load or division by zero: return 0"
+		if opts.InBuffer && g.helper {
+			g.comment += " (bpf_xdp_load_bytes failing comes here too: it cannot, the datagram lies in the frame)"
+		}
+		g.emit(asm.Mov.Imm32(cbA, 0))
+		g.exit(opts.Done)
+	}
+	if g.used["abort"] {
+		g.place(g.lbl("abort"))
+		g.comment = "-m bpf: the datagram's bytes are not all in the frame: abort"
+		g.exit(opts.Abort)
+	}
+	if len(g.pending) > 0 {
+		return nil, fmt.Errorf("internal error: labels %v at the end of the translation", g.pending)
+	}
+	at := map[string]int{}
+	for i, in := range g.out {
+		if sym := in.Symbol(); sym != "" {
+			at[sym] = i
+		}
+	}
+	for i := range g.out {
+		if a, ok := g.alias[g.out[i].Reference()]; ok {
+			g.out[i] = g.out[i].WithReference(a)
+		}
+		// Local jumps are 16-bit: the helper copy and the trampolines
+		// must be in reach of every jump to them.
+		if t, ok := at[g.out[i].Reference()]; ok && t-i-1 > 0x7fff {
+			return nil, fmt.Errorf("the translation is too long for XDP: %d eBPF instructions, a jump over %d", len(g.out), t-i-1)
+		}
+	}
+	return g.out, nil
+}
+
+// cbReach is the reachability over the classic program (all jumps are
+// forward) and the number of edges into each instruction, with whether a
+// packet load is reachable. In the direct copy (direct), a load beyond
+// CBPFMaxOffset ends a path: it goes on in the helper copy.
+func cbReach(prog []cbpf.Instruction, direct bool) (reach []bool, preds []int, loads bool, err error) {
+	reach = make([]bool, len(prog)+1)
+	preds = make([]int, len(prog)+1)
 	reach[0] = true
 	for pc, in := range prog {
 		if !reach[pc] {
@@ -369,45 +496,42 @@ func TranslateCBPF(f *cbpf.Filter, opts CBPFOptions) (asm.Instructions, error) {
 		default:
 			ld, isLoad, err := cbClassify(pc, in)
 			if err != nil {
-				return nil, err
+				return nil, nil, false, err
 			}
-			if isLoad && (ld.never || !ld.ind && ld.off > CBPFMaxOffset) {
-				next = nil // returns 0 or aborts
+			loads = loads || isLoad && !ld.never
+			if isLoad && (ld.never || direct && !ld.ind && ld.off > CBPFMaxOffset) {
+				next = nil // returns 0, or goes on in the helper copy
 			}
 		}
 		for _, n := range next {
 			if n >= len(prog) {
-				return nil, &cbpf.CheckError{Index: pc, Op: in.Op, Reason: "jump past the end of the program"}
+				return nil, nil, false, &cbpf.CheckError{Index: pc, Op: in.Op, Reason: "jump past the end of the program"}
 			}
 			reach[n] = true
 			preds[n]++
 		}
 	}
+	return reach, preds, loads, nil
+}
 
-	g := &cbGen{o: opts, alias: map[string]string{}, used: map[string]bool{}}
-	g.comment = fmt.Sprintf("-m bpf: %d classic instructions; A = R0, X = R1, len = R2, R3 = network header, M[i] at R10%+d+8*i", len(prog), opts.Scratch+4)
-	g.read(cbLen, opts.L3Len)
-	g.read(cbL3, opts.L3Off)
-	g.emit(
-		asm.JGT.Imm(cbL3, CBPFMaxL3Off, g.abort()),
-		asm.LoadMem(cbT4, opts.Ctx, 0, asm.Word), // ctx->data
-		asm.Add.Reg(cbT4, cbL3),
-		asm.Mov.Reg(cbL3, cbT4),
-		asm.Mov.Imm32(cbA, 0),
-		asm.Mov.Imm32(cbX, 0),
-	)
+// copy translates the reachable instructions of prog, the direct copy or
+// the helper copy as g.helper says.
+func (g *cbGen) copy(prog []cbpf.Instruction, reach []bool, preds []int) error {
 	for pc, in := range prog {
 		if !reach[pc] {
 			continue
 		}
-		g.place(g.lbl(fmt.Sprintf("i%d", pc)))
+		g.place(g.target(pc))
 		if g.comment != "" {
 			g.comment += " | "
 		}
 		g.comment += fmt.Sprintf("-m bpf (%03d) %s", pc, CBPFDisasm(pc, in))
+		if g.helper {
+			g.comment += " (helper copy)"
+		}
 		if preds[pc] > 1 && in.Op != cbRetK {
 			// A join point: forget what the verifier knows of A and X.
-			l := opts.Scratch + cbLaunder
+			l := g.o.Scratch + cbLaunder
 			g.emit(
 				asm.StoreMem(asm.R10, l, cbA, asm.Word),
 				asm.LoadMem(cbA, asm.R10, l, asm.Word),
@@ -416,32 +540,24 @@ func TranslateCBPF(f *cbpf.Filter, opts CBPFOptions) (asm.Instructions, error) {
 			)
 		}
 		if err := g.insn(pc, in); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if g.used["ret0"] {
-		g.place(g.lbl("ret0"))
-		g.comment = "-m bpf: out-of-bounds load or division by zero: return 0"
-		g.emit(asm.Mov.Imm32(cbA, 0))
-		g.exit(opts.Done)
-	}
-	if g.used["abort"] {
-		g.place(g.lbl("abort"))
-		g.comment = "-m bpf: the datagram's bytes are not all in the XDP buffer: abort"
-		g.exit(opts.Abort)
-	}
-	if len(g.pending) > 0 {
-		return nil, fmt.Errorf("internal error: labels %v at the end of the translation", g.pending)
-	}
-	for i := range g.out {
-		if a, ok := g.alias[g.out[i].Reference()]; ok {
-			g.out[i] = g.out[i].WithReference(a)
-		}
-	}
-	return g.out, nil
+	return nil
 }
 
-func (g *cbGen) target(pc int) string { return g.lbl(fmt.Sprintf("i%d", pc)) }
+// target is the label of classic instruction pc in the copy being
+// emitted; slow is that of its load in the helper copy, past the join
+// point's laundering (the direct copy jumps there with A or X holding a
+// packet pointer, which must not be stored as a 32-bit value).
+func (g *cbGen) target(pc int) string {
+	if g.helper {
+		return g.lbl(fmt.Sprintf("h%d", pc))
+	}
+	return g.lbl(fmt.Sprintf("i%d", pc))
+}
+
+func (g *cbGen) slow(pc int) string { return g.lbl(fmt.Sprintf("h%d_ld", pc)) }
 
 // insn translates one reachable classic instruction.
 func (g *cbGen) insn(pc int, in cbpf.Instruction) error {
@@ -500,7 +616,7 @@ func (g *cbGen) insn(pc int, in cbpf.Instruction) error {
 			}
 			return &cbpf.CheckError{Index: pc, Op: in.Op, Reason: "opcode not allowed in classic BPF"}
 		}
-		g.load(ld)
+		g.load(pc, ld)
 	}
 	return nil
 }
@@ -566,29 +682,28 @@ func (g *cbGen) jump(pc int, in cbpf.Instruction) error {
 	return nil
 }
 
-// load emits a bounds-checked packet load into A (or X for MSH).
-func (g *cbGen) load(ld cbLoad) {
+// load emits a bounds-checked packet load into A (or X for MSH): in the
+// direct copy a packet access, handing what it cannot reach to the same
+// load in the helper copy; in the helper copy through bpf_xdp_load_bytes.
+func (g *cbGen) load(pc int, ld cbLoad) {
+	if ld.never {
+		// Below SKF_LL_OFF: bpf_internal_load_pointer_neg_helper finds
+		// nothing, the program returns 0.
+		g.emit(asm.Mov.Imm32(cbA, 0))
+		g.exit(g.o.Done)
+		return
+	}
+	if g.helper {
+		g.loadBytes(pc, ld)
+		return
+	}
 	dst, free := cbA, cbA // the register loaded, and a free one to build the pointer in
 	if ld.msh {
 		dst, free = cbX, cbX
 	}
 	size := map[int]asm.Size{1: asm.Byte, 2: asm.Half, 4: asm.Word}[ld.size]
 	s := int32(ld.size)
-	finish := func() {
-		if ld.size > 1 {
-			g.emit(asm.HostTo(asm.BE, dst, size))
-		}
-		if ld.msh {
-			g.emit(asm.And.Imm32(cbX, 0xf), asm.LSh.Imm32(cbX, 2))
-		}
-	}
 	switch {
-	case ld.never:
-		// Below SKF_LL_OFF: bpf_internal_load_pointer_neg_helper finds
-		// nothing, the program returns 0.
-		g.emit(asm.Mov.Imm32(cbA, 0))
-		g.exit(g.o.Done)
-		return
 	case !ld.ind && int64(ld.off)+int64(s) <= 0x7fff:
 		// Constant offset: a fixed offset from the network header.
 		g.emit(
@@ -596,52 +711,111 @@ func (g *cbGen) load(ld cbLoad) {
 			asm.Mov.Reg(cbT5, cbL3),
 			asm.Add.Imm(cbT5, int32(ld.off)+s),
 			asm.LoadMem(cbT4, g.o.Ctx, 4, asm.Word), // ctx->data_end
-			asm.JGT.Reg(cbT5, cbT4, g.abort()),
+			asm.JGT.Reg(cbT5, cbT4, g.slow(pc)),
 			asm.LoadMem(dst, cbL3, int16(ld.off), size),
 		)
-		finish()
+		g.finish(ld, dst)
+		return
+	case !ld.ind && ld.off > CBPFMaxOffset:
+		// Beyond direct access whatever the frame: the helper copy.
+		g.emit(asm.Ja.Label(g.slow(pc)))
 		return
 	case !ld.ind:
 		g.emit(asm.Mov.Imm(cbT4, int32(ld.off))) // off < 2^31
 	default:
-		// int32(X+k); negative offsets as bpf_internal_load_pointer_neg_helper:
-		// [SKF_NET_OFF, 0) is network-header relative, below is nothing
-		// sluice can read (engine/cbpf returns 0 there).
-		pos := g.lbl(fmt.Sprintf("ind%d", len(g.out)))
-		g.emit(asm.Mov.Reg32(cbT4, cbX))
-		if ld.off != 0 {
-			g.emit(asm.Add.Imm32(cbT4, int32(ld.off)))
-		}
-		g.emit(
-			asm.StoreMem(asm.R10, g.o.Scratch+cbLaunder, cbT4, asm.Word),
-			asm.LoadMem(cbT4, asm.R10, g.o.Scratch+cbLaunder, asm.Word),
-			asm.JSGE.Imm32(cbT4, 0, pos),
-			asm.JSLT.Imm32(cbT4, cbSkfNetOff, g.ret0()),
-			asm.Add.Imm32(cbT4, -cbSkfNetOff),
-		)
-		g.place(pos)
+		g.indOffset(ld)
 	}
 	// Variable (or large) offset in R4, 0 <= R4 < 2^32.
 	g.emit(
 		asm.Mov.Reg(cbT5, cbT4),
 		asm.Add.Imm(cbT5, s),
 		asm.JGT.Reg(cbT5, cbLen, g.ret0()), // off+size > len: out of the datagram
-	)
-	if !ld.ind && ld.off > CBPFMaxOffset {
-		g.exit(g.o.Abort)
-		return
-	}
-	g.emit(
-		asm.JGT.Imm(cbT4, CBPFMaxOffset, g.abort()),
+		asm.JGT.Imm(cbT4, CBPFMaxOffset, g.slow(pc)),
 		asm.Mov.Reg(free, cbL3),
 		asm.Add.Reg(free, cbT4),
 		asm.Mov.Reg(cbT5, free),
 		asm.Add.Imm(cbT5, s),
 		asm.LoadMem(cbT4, g.o.Ctx, 4, asm.Word), // ctx->data_end
-		asm.JGT.Reg(cbT5, cbT4, g.abort()),
+		asm.JGT.Reg(cbT5, cbT4, g.slow(pc)),
 		asm.LoadMem(dst, free, 0, size),
 	)
-	finish()
+	g.finish(ld, dst)
+}
+
+// indOffset puts the offset of an indirect load in R4: int32(X+k);
+// negative offsets as bpf_internal_load_pointer_neg_helper: [SKF_NET_OFF,
+// 0) is network-header relative, below is nothing sluice can read
+// (engine/cbpf returns 0 there).
+func (g *cbGen) indOffset(ld cbLoad) {
+	pos := g.lbl(fmt.Sprintf("ind%d", len(g.out)))
+	g.emit(asm.Mov.Reg32(cbT4, cbX))
+	if ld.off != 0 {
+		g.emit(asm.Add.Imm32(cbT4, int32(ld.off)))
+	}
+	g.emit(
+		asm.StoreMem(asm.R10, g.o.Scratch+cbLaunder, cbT4, asm.Word),
+		asm.LoadMem(cbT4, asm.R10, g.o.Scratch+cbLaunder, asm.Word),
+		asm.JSGE.Imm32(cbT4, 0, pos),
+		asm.JSLT.Imm32(cbT4, cbSkfNetOff, g.ret0()),
+		asm.Add.Imm32(cbT4, -cbSkfNetOff),
+	)
+	g.place(pos)
+}
+
+// finish converts a loaded value from network byte order, and makes MSH's
+// X = 4*(byte&0xf).
+func (g *cbGen) finish(ld cbLoad, dst asm.Register) {
+	if ld.size > 1 {
+		g.emit(asm.HostTo(asm.BE, dst, map[int]asm.Size{2: asm.Half, 4: asm.Word}[ld.size]))
+	}
+	if ld.msh {
+		g.emit(asm.And.Imm32(cbX, 0xf), asm.LSh.Imm32(cbX, 2))
+	}
+}
+
+// loadBytes is a load of the helper copy: bpf_xdp_load_bytes(ctx, L3 offset
+// + off, buf, size) copies the bytes to the stack, wherever they are in
+// the frame. The direct copy jumps to its label with the load's register
+// possibly holding a packet pointer: only the other one of A and X is
+// live, and it is spilled across the call (which clobbers R0-R5); the
+// length is read again after it.
+func (g *cbGen) loadBytes(pc int, ld cbLoad) {
+	dst, keep := cbA, cbX
+	if ld.msh {
+		dst, keep = cbX, cbA
+	}
+	size := map[int]asm.Size{1: asm.Byte, 2: asm.Half, 4: asm.Word}[ld.size]
+	s := int32(ld.size)
+	g.place(g.slow(pc))
+	if ld.ind {
+		g.indOffset(ld)
+	} else {
+		g.emit(asm.Mov.Imm(cbT4, int32(ld.off))) // off < 2^31
+	}
+	g.emit(
+		asm.Mov.Reg(cbT5, cbT4),
+		asm.Add.Imm(cbT5, s),
+		asm.JGT.Reg(cbT5, cbLen, g.ret0()), // off+size > len: out of the datagram
+	)
+	g.read(cbT5, g.o.L3Off)
+	buf := g.o.Scratch + cbBuf
+	g.emit(
+		asm.Add.Reg(cbT4, cbT5),
+		// The helper takes a 32-bit offset; no frame is 2 GiB long.
+		asm.JGT.Imm(cbT4, 0x7fffffff, g.lost()),
+		asm.StoreMem(asm.R10, g.o.Scratch+cbLaunder, keep, asm.Word),
+		asm.Mov.Reg(asm.R1, g.o.Ctx),
+		asm.Mov.Reg(asm.R2, cbT4),
+		asm.Mov.Reg(asm.R3, asm.R10),
+		asm.Add.Imm(asm.R3, int32(buf)),
+		asm.Mov.Imm(asm.R4, s),
+		asm.FnXdpLoadBytes.Call(),
+		asm.JNE.Imm(asm.R0, 0, g.lost()),
+		asm.LoadMem(dst, asm.R10, buf, size),
+		asm.LoadMem(keep, asm.R10, g.o.Scratch+cbLaunder, asm.Word),
+	)
+	g.read(cbLen, g.o.L3Len)
+	g.finish(ld, dst)
 }
 
 // CBPFDisasm renders one classic instruction at pc like tcpdump -d

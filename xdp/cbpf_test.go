@@ -46,13 +46,19 @@ func cbShapes(insns asm.Instructions) []cbShape {
 	return out
 }
 
-// cbBody returns the code of classic instruction pc: from the symbol of
-// its label to the next symbol.
+// cbBody returns the code of classic instruction pc in the direct copy:
+// from the symbol of its label to the next symbol.
 func cbBody(t *testing.T, insns asm.Instructions, pc int) asm.Instructions {
+	t.Helper()
+	return cbBodyAt(t, insns, fmt.Sprintf("t_i%d", pc))
+}
+
+// cbBodyAt returns the code from symbol sym to the next symbol.
+func cbBodyAt(t *testing.T, insns asm.Instructions, sym string) asm.Instructions {
 	t.Helper()
 	start := -1
 	for i, in := range insns {
-		if in.Symbol() == fmt.Sprintf("t_i%d", pc) {
+		if in.Symbol() == sym {
 			start = i
 			continue
 		}
@@ -61,21 +67,54 @@ func cbBody(t *testing.T, insns asm.Instructions, pc int) asm.Instructions {
 		}
 	}
 	if start < 0 {
-		t.Fatalf("no code for instruction %d in\n%v", pc, insns)
+		t.Fatalf("no code at %s in\n%v", sym, insns)
 	}
 	return insns[start:]
 }
 
-// prologue is what every translation starts with.
-var cbPrologue = asm.Instructions{
-	asm.LoadMem(asm.R2, asm.R10, -24, asm.DWord),
-	asm.LoadMem(asm.R3, asm.R9, 64, asm.DWord),
-	asm.JGT.Imm(asm.R3, CBPFMaxL3Off, "t_abort"),
-	asm.LoadMem(asm.R4, asm.R6, 0, asm.Word),
-	asm.Add.Reg(asm.R4, asm.R3),
-	asm.Mov.Reg(asm.R3, asm.R4),
-	asm.Mov.Imm32(asm.R0, 0),
-	asm.Mov.Imm32(asm.R1, 0),
+// cbPrologue is what every translation starts with: a network header
+// beyond CBPFMaxL3Off goes to deep, the helper copy's start (or, in a
+// program without loads, the direct copy's, past the pointer).
+func cbPrologue(deep string) asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMem(asm.R2, asm.R10, -24, asm.DWord),
+		asm.LoadMem(asm.R3, asm.R9, 64, asm.DWord),
+		asm.Mov.Imm32(asm.R0, 0),
+		asm.Mov.Imm32(asm.R1, 0),
+		asm.JGT.Imm(asm.R3, CBPFMaxL3Off, deep),
+		asm.LoadMem(asm.R4, asm.R6, 0, asm.Word),
+		asm.Add.Reg(asm.R4, asm.R3),
+		asm.Mov.Reg(asm.R3, asm.R4),
+	}
+}
+
+// cbHelperLoad is the helper copy's code for a load of size at the offset
+// off computes into R4, into dst (keep is the other of A and X), with
+// lost where a failing helper goes.
+func cbHelperLoad(off asm.Instructions, dst, keep asm.Register, size asm.Size, lost string) asm.Instructions {
+	s := int32(size.Sizeof())
+	code := append(asm.Instructions(nil), off...)
+	code = append(code,
+		asm.Mov.Reg(asm.R5, asm.R4), asm.Add.Imm(asm.R5, s), asm.JGT.Reg(asm.R5, asm.R2, "t_ret0"),
+		asm.LoadMem(asm.R5, asm.R9, 64, asm.DWord),
+		asm.Add.Reg(asm.R4, asm.R5),
+		asm.JGT.Imm(asm.R4, 0x7fffffff, lost),
+		asm.StoreMem(asm.R10, -256+cbLaunder, keep, asm.Word),
+		asm.Mov.Reg(asm.R1, asm.R6),
+		asm.Mov.Reg(asm.R2, asm.R4),
+		asm.Mov.Reg(asm.R3, asm.R10),
+		asm.Add.Imm(asm.R3, -256+cbBuf),
+		asm.Mov.Imm(asm.R4, s),
+		asm.FnXdpLoadBytes.Call(),
+		asm.JNE.Imm(asm.R0, 0, lost),
+		asm.LoadMem(dst, asm.R10, -256+cbBuf, size),
+		asm.LoadMem(keep, asm.R10, -256+cbLaunder, asm.Word),
+		asm.LoadMem(asm.R2, asm.R10, -24, asm.DWord),
+	)
+	if size != asm.Byte {
+		code = append(code, asm.HostTo(asm.BE, dst, size))
+	}
+	return code
 }
 
 func TestCBPFShapes(t *testing.T) {
@@ -95,13 +134,13 @@ func TestCBPFShapes(t *testing.T) {
 			asm.Mov.Reg(asm.R5, asm.R4),
 			asm.Add.Imm(asm.R5, int32(size.Sizeof())),
 			asm.JGT.Reg(asm.R5, asm.R2, "t_ret0"),
-			asm.JGT.Imm(asm.R4, CBPFMaxOffset, "t_abort"),
+			asm.JGT.Imm(asm.R4, CBPFMaxOffset, "t_h0"),
 			asm.Mov.Reg(asm.R0, asm.R3),
 			asm.Add.Reg(asm.R0, asm.R4),
 			asm.Mov.Reg(asm.R5, asm.R0),
 			asm.Add.Imm(asm.R5, int32(size.Sizeof())),
 			dataEnd,
-			asm.JGT.Reg(asm.R5, asm.R4, "t_abort"),
+			asm.JGT.Reg(asm.R5, asm.R4, "t_h0"),
 			asm.LoadMem(asm.R0, asm.R0, 0, size),
 		)
 		if size != asm.Byte {
@@ -116,7 +155,7 @@ func TestCBPFShapes(t *testing.T) {
 			asm.Mov.Reg(asm.R5, asm.R3),
 			asm.Add.Imm(asm.R5, off+s),
 			dataEnd,
-			asm.JGT.Reg(asm.R5, asm.R4, "t_abort"),
+			asm.JGT.Reg(asm.R5, asm.R4, "t_h0"),
 			asm.LoadMem(dst, asm.R3, int16(off), size),
 		}
 		if size != asm.Byte {
@@ -161,9 +200,9 @@ func TestCBPFShapes(t *testing.T) {
 		{"ld [0x8000] (variable path)", cbpf.Instruction{Op: cbLdW, K: 0x8000}, asm.Instructions{
 			asm.Mov.Imm(asm.R4, 0x8000),
 			asm.Mov.Reg(asm.R5, asm.R4), asm.Add.Imm(asm.R5, 4), asm.JGT.Reg(asm.R5, asm.R2, "t_ret0"),
-			asm.JGT.Imm(asm.R4, CBPFMaxOffset, "t_abort"),
+			asm.JGT.Imm(asm.R4, CBPFMaxOffset, "t_h0"),
 			asm.Mov.Reg(asm.R0, asm.R3), asm.Add.Reg(asm.R0, asm.R4), asm.Mov.Reg(asm.R5, asm.R0), asm.Add.Imm(asm.R5, 4),
-			dataEnd, asm.JGT.Reg(asm.R5, asm.R4, "t_abort"),
+			dataEnd, asm.JGT.Reg(asm.R5, asm.R4, "t_h0"),
 			asm.LoadMem(asm.R0, asm.R0, 0, asm.Word), asm.HostTo(asm.BE, asm.R0, asm.Word),
 		}},
 	}
@@ -176,8 +215,15 @@ func TestCBPFShapes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
-		if got := cbShapes(insns[:len(cbPrologue)]); fmt.Sprint(got) != fmt.Sprint(cbShapes(cbPrologue)) {
-			t.Fatalf("%s: prologue\n%v\nwant\n%v", tt.name, got, cbShapes(cbPrologue))
+		deep := "t_i0"
+		for _, in := range insns {
+			if in.Symbol() == "t_h0" {
+				deep = "t_h0"
+			}
+		}
+		prologue := cbPrologue(deep)
+		if got := cbShapes(insns[:len(prologue)]); fmt.Sprint(got) != fmt.Sprint(cbShapes(prologue)) {
+			t.Fatalf("%s: prologue\n%v\nwant\n%v", tt.name, got, cbShapes(prologue))
 		}
 		body := cbBody(t, insns, 0)
 		want := cbShapes(tt.want)
@@ -192,6 +238,59 @@ func TestCBPFShapes(t *testing.T) {
 		}
 		if src := body[0].Source(); src == nil || !strings.Contains(src.String(), "(000) "+strings.Fields(tt.name)[0]) {
 			t.Errorf("%s: first instruction's source is %v", tt.name, src)
+		}
+	}
+}
+
+// TestCBPFHelperCopy checks the helper copy's loads: bpf_xdp_load_bytes at
+// the network header's offset plus the load's, A or X spilled across the
+// call and the length read again; a failing helper aborts, or returns 0
+// with InBuffer, which leaves Abort unused.
+func TestCBPFHelperCopy(t *testing.T) {
+	ind := asm.Instructions{
+		asm.Mov.Reg32(asm.R4, asm.R1), asm.Add.Imm32(asm.R4, 4),
+		asm.StoreMem(asm.R10, -256+cbLaunder, asm.R4, asm.Word),
+		asm.LoadMem(asm.R4, asm.R10, -256+cbLaunder, asm.Word),
+		asm.JSGE.Imm32(asm.R4, 0, "POS"),
+		asm.JSLT.Imm32(asm.R4, cbSkfNetOff, "t_ret0"),
+		asm.Add.Imm32(asm.R4, -cbSkfNetOff),
+	}
+	for _, inBuffer := range []bool{false, true} {
+		lost := "t_abort"
+		opts := cbTestOpts
+		if inBuffer {
+			lost, opts.InBuffer, opts.Abort = "t_ret0", true, ""
+		}
+		tests := []struct {
+			name string
+			in   cbpf.Instruction
+			want asm.Instructions
+		}{
+			{"ldh [12]", cbpf.Instruction{Op: cbLdH, K: 12}, cbHelperLoad(asm.Instructions{asm.Mov.Imm(asm.R4, 12)}, asm.R0, asm.R1, asm.Half, lost)},
+			{"ld [0xf001]", cbpf.Instruction{Op: cbLdW, K: CBPFMaxOffset + 1}, cbHelperLoad(asm.Instructions{asm.Mov.Imm(asm.R4, CBPFMaxOffset+1)}, asm.R0, asm.R1, asm.Word, lost)},
+			{"ld [x + 4]", cbpf.Instruction{Op: cbLdIndW, K: 4}, cbHelperLoad(ind, asm.R0, asm.R1, asm.Word, lost)},
+			{"ldxb 4*([14]&0xf)", cbpf.Instruction{Op: cbLdxMsh, K: 14},
+				append(cbHelperLoad(asm.Instructions{asm.Mov.Imm(asm.R4, 14)}, asm.R1, asm.R0, asm.Byte, lost), asm.And.Imm32(asm.R1, 0xf), asm.LSh.Imm32(asm.R1, 2))},
+		}
+		for _, tt := range tests {
+			insns, err := TranslateCBPF(cbCompile(t, tt.in, cbpf.Instruction{Op: cbRetA}), opts)
+			if err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			got := cbShapes(cbBodyAt(t, insns, "t_h0"))
+			for i := range got {
+				if strings.HasPrefix(got[i].ref, "t_ind") {
+					got[i].ref = "POS"
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(cbShapes(tt.want)) {
+				t.Errorf("%s (InBuffer %v): got\n%v\nwant\n%v", tt.name, inBuffer, got, cbShapes(tt.want))
+			}
+			for _, in := range insns {
+				if ref := in.Reference(); inBuffer && (ref == "t_abort" || ref == "abort") {
+					t.Errorf("%s: InBuffer, but %v", tt.name, in)
+				}
+			}
 		}
 	}
 }
@@ -221,9 +320,8 @@ func TestCBPFJumpsAndReturns(t *testing.T) {
 			asm.Instructions{asm.Ja.Label("t_i2")}},
 		{"ld below SKF_LL_OFF returns 0", []cbpf.Instruction{{Op: cbLdW, K: 0xffdfffff}, {Op: cbRetK, K: 1}},
 			asm.Instructions{asm.Mov.Imm32(asm.R0, 0), asm.Ja.Label("done")}},
-		{"ld past CBPFMaxOffset aborts", []cbpf.Instruction{{Op: cbLdB, K: CBPFMaxOffset + 1}, {Op: cbRetK, K: 1}},
-			asm.Instructions{asm.Mov.Imm(asm.R4, CBPFMaxOffset+1), asm.Mov.Reg(asm.R5, asm.R4), asm.Add.Imm(asm.R5, 1),
-				asm.JGT.Reg(asm.R5, asm.R2, "t_ret0"), asm.Ja.Label("abort")}},
+		{"ld past CBPFMaxOffset: the helper copy", []cbpf.Instruction{{Op: cbLdB, K: CBPFMaxOffset + 1}, {Op: cbRetK, K: 1}},
+			asm.Instructions{asm.Ja.Label("t_h0")}},
 	}
 	for _, tt := range tests {
 		insns, err := TranslateCBPF(cbCompile(t, tt.prog...), cbTestOpts)
@@ -236,11 +334,18 @@ func TestCBPFJumpsAndReturns(t *testing.T) {
 		}
 	}
 	// Unreachable instructions get no code: after a return, after a load
-	// that always returns 0 or aborts.
+	// that always returns 0; in the direct copy, after a load only the
+	// helper copy serves (the helper copy has it).
+	insns, err := TranslateCBPF(cbCompile(t, cbpf.Instruction{Op: cbLdW, K: CBPFMaxOffset + 1}, cbpf.Instruction{Op: cbLdImm, K: 1}, cbpf.Instruction{Op: cbRetA}), cbTestOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if syms := fmt.Sprint(insns); strings.Contains(syms, "t_i1:") || !strings.Contains(syms, "t_h1:") {
+		t.Errorf("ld past CBPFMaxOffset: instruction 1 not in the helper copy only:\n%v", insns)
+	}
 	for _, prog := range [][]cbpf.Instruction{
 		{{Op: cbRetK}, {Op: cbLdImm, K: 1}, {Op: cbRetA}},
 		{{Op: cbLdW, K: 0xffdfffff}, {Op: cbLdImm, K: 1}, {Op: cbRetA}},
-		{{Op: cbLdW, K: CBPFMaxOffset + 1}, {Op: cbLdImm, K: 1}, {Op: cbRetA}},
 		{{Op: cbJa, K: 1}, {Op: cbLdImm, K: 1}, {Op: cbRetA}},
 	} {
 		insns, err := TranslateCBPF(cbCompile(t, prog...), cbTestOpts)
@@ -304,9 +409,13 @@ func TestCBPFLabels(t *testing.T) {
 		}
 		// The only joins are 17 (ret #65535) and 18 (ret #0), which read
 		// neither A nor X: no laundering but that of the ldh [x + 2] offset.
+		// (The helper copy spills A or X to the same slot across its
+		// calls: a store not read back at once.)
 		launder := opts.Scratch + cbLaunder
-		for _, in := range insns {
-			if in.OpCode.Class().IsStore() && in.Offset == launder && in.Src != asm.R4 {
+		for i, in := range insns[:len(insns)-1] {
+			next := insns[i+1]
+			if in.OpCode.Class().IsStore() && in.Offset == launder && in.Src != asm.R4 &&
+				next.OpCode.Class().IsLoad() && next.Offset == launder && next.Dst == in.Src {
 				t.Errorf("unexpected laundering of %v in a program whose joins are all RET K", in.Src)
 			}
 		}
@@ -354,6 +463,7 @@ func TestCBPFErrors(t *testing.T) {
 		{"ctx in R1", f, mod(func(o *CBPFOptions) { o.Ctx = asm.R1 })},
 		{"no Done", f, mod(func(o *CBPFOptions) { o.Done = "" })},
 		{"no Abort", f, mod(func(o *CBPFOptions) { o.Abort = "" })},
+		{"no Done, InBuffer", f, mod(func(o *CBPFOptions) { o.Done, o.InBuffer = "", true })},
 		{"scratch misaligned", f, mod(func(o *CBPFOptions) { o.Scratch = -260 })},
 		{"scratch too high", f, mod(func(o *CBPFOptions) { o.Scratch = -128 })},
 		{"scratch too low", f, mod(func(o *CBPFOptions) { o.Scratch = -520 })},

@@ -294,7 +294,6 @@ func compileOnce(rs4, rs6 *rules.Ruleset, opts CompileOptions, demote *rateDemot
 
 // gen is the code generator's state.
 type gen struct {
-	site  FallbackSite // the rule being emitted, for sites inside a match
 	opts  CompileOptions
 	long  bool
 	insns asm.Instructions

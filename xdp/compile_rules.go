@@ -303,7 +303,6 @@ func (g *gen) checks(r *rules.Rule, fail string, site FallbackSite) string {
 	} else {
 		g.header4(r, fail)
 	}
-	g.site = site
 	for _, m := range r.Matches {
 		if reason := g.match(m, fail); reason != "" {
 			site.Reason = reason
@@ -319,14 +318,19 @@ func (g *gen) checks(r *rules.Rule, fail string, site FallbackSite) string {
 const cbpfScratch = -400
 
 // bpf emits xt_bpf: the classic program translated to eBPF (TranslateCBPF)
-// on the datagram; it matches when the program returns non-zero. A
-// program that needs bytes the XDP buffer does not hold resumes in
-// userspace at this rule rather than guessing.
+// on the datagram; it matches when the program returns non-zero. It
+// always completes here: the IPv4 and IPv6 parsing has checked that the
+// datagram (sLen bytes from the network header) lies in the frame, and
+// the program is loaded without multi-buffer support, so the frame is all
+// in the linear buffer. What direct packet access cannot reach (a network
+// header behind a deep VLAN stack, offsets past the verifier's bounds) the
+// translation reads with bpf_xdp_load_bytes (InBuffer: no Abort, no
+// fallback site).
 func (g *gen) bpf(m *rules.BPF, fail string) string {
-	done, abort := g.label(), g.label()
+	done := g.label()
 	code, err := TranslateCBPF(m.F, CBPFOptions{Ctx: asm.R6,
-		L3Off: CBPFMem(asm.R9, scratchL3Off*8), L3Len: CBPFMem(asm.R10, sLen),
-		Scratch: cbpfScratch, Done: done, Abort: abort, Prefix: g.label() + "_", Long: g.long})
+		L3Off: CBPFMem(asm.R9, scratchL3Off*8), L3Len: CBPFMem(asm.R10, sLen), InBuffer: true,
+		Scratch: cbpfScratch, Done: done, Prefix: g.label() + "_", Long: g.long})
 	if err != nil {
 		return "bpf: " + err.Error()
 	}
@@ -338,10 +342,6 @@ func (g *gen) bpf(m *rules.BPF, fail string) string {
 		}
 		g.emit(ins)
 	}
-	g.place(abort)
-	site := g.site
-	site.Reason = "bpf: the program reads datagram bytes beyond the XDP buffer"
-	g.fallbackHere(site)
 	g.place(done)
 	g.jfar(asm.JEq.Imm(asm.R0, 0, ""), fail)
 	return ""

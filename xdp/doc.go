@@ -46,6 +46,13 @@
 // occurrence); ts_bm with --icase and a pattern whose skip table can jump
 // over an occurrence (0xDF/0xFF) stays a fallback site.
 //
+// -m bpf runs in the program (cbpf.go): the classic program translated to
+// eBPF, reading the datagram directly where the verifier can bound the
+// access, and with bpf_xdp_load_bytes (Linux 5.18) where it cannot (a
+// network header behind a deep VLAN stack, large offsets). The parsing has
+// checked that the datagram lies in the frame, so it always completes
+// there: it is never a fallback site.
+//
 // What the program cannot evaluate (sets with timeouts or counters and
 // the set types not compiled, that string quirk, limit, hashlimit, recent, tcp
 // --tcp-option, sets in IPv6 rulesets, and IPv4 fragments reaching INPUT,

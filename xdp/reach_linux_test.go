@@ -122,8 +122,8 @@ func diffCombined(t *testing.T, rs4, rs6 *rules.Ruleset, frames [][]byte, times 
 
 // floodFrames builds n timed frames for the example ruleset: SYN floods
 // to 80/443 from two /24s and scattered sources, pings (echo requests
-// limited to 20/s, burst 50), DNS queries (a hashlimit that stays in
-// userspace), SSH SYNs (the recent sites) and plain ACKs, at gaps of
+// limited to 20/s, burst 50), DNS queries (the per-source hashlimit,
+// after the bpf rule), SSH SYNs (the recent sites) and plain ACKs, at gaps of
 // 0.1 to 20 ms so that buckets both run dry and refill.
 func floodFrames(n int, seed, start int64) ([][]byte, []int64) {
 	rng := rand.New(rand.NewSource(seed))
@@ -159,11 +159,11 @@ func floodFrames(n int, seed, start int64) ([][]byte, []int64) {
 }
 
 // TestCombinedExample runs the example ruleset in the combined tier: the
-// per-/24 SYN hashlimit and the echo-request limit run in the program
-// (no fallback site reaches them), the DNS hashlimit stays in userspace
-// (the bpf site before it reaches it); with the buckets in BPF maps and
-// every fallback frame resumed in userspace, every verdict and counter
-// is the engine's alone.
+// per-/24 SYN hashlimit, the DNS hashlimit and the echo-request limit run
+// in the program (no fallback site reaches them: the bpf rule before the
+// DNS one completes in XDP); with the buckets in BPF maps and every
+// fallback frame resumed in userspace, every verdict and counter is the
+// engine's alone.
 func TestCombinedExample(t *testing.T) {
 	testnet.RequireForTest(t)
 	rs := exampleFull(t)
@@ -186,12 +186,12 @@ func TestCombinedExample(t *testing.T) {
 			}
 		}
 	}
-	want := map[string]string{"syn_per_24": "xdp", "limit": "xdp", "dns_per_src": "fallback"}
+	want := map[string]string{"syn_per_24": "xdp", "limit": "xdp", "dns_per_src": "xdp"}
 	if !maps.Equal(modes, want) {
 		t.Errorf("modes %v, want %v", modes, want)
 	}
-	if len(spec.RateLimits.LimitRules) != 1 || len(spec.RateLimits.Tables) != 1 {
-		t.Errorf("the program holds %d limit buckets and %d tables, want 1 and 1", len(spec.RateLimits.LimitRules), len(spec.RateLimits.Tables))
+	if len(spec.RateLimits.LimitRules) != 1 || len(spec.RateLimits.Tables) != 2 {
+		t.Errorf("the program holds %d limit buckets and %d tables, want 1 and 2", len(spec.RateLimits.LimitRules), len(spec.RateLimits.Tables))
 	}
 	v, _ := verdicts(t, rs, frames, times, load)
 	t.Logf("verdicts %v, fell back %v", v, bySite)
