@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"sort"
 )
 
@@ -51,6 +53,21 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sluice: unknown command %q\n\n", args[0])
 		usage(stderr)
 		return 2
+	}
+	if path := os.Getenv("SLUICE_CPUPROFILE"); path != "" {
+		// A CPU profile of the whole command, for `go tool pprof` and
+		// for the profile-guided build (scripts/pgo).
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "sluice: SLUICE_CPUPROFILE: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "sluice: SLUICE_CPUPROFILE: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if err := c.run(args[1:], stdout, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
