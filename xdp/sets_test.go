@@ -35,6 +35,9 @@ func TestNet4Table(t *testing.T) {
 			if c := get2(dir[net4DirEntries*net4Chunk:], a>>16); c != netMixed {
 				return c
 			}
+			if c := get2(dir[(net4DirEntries+net4TopEntries)*net4Chunk:], a>>12); c != netMixed {
+				return c
+			}
 			c := get2(dir, a>>8)
 			if c == netMixed {
 				leaf := leaves[a>>8]
