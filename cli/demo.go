@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -112,6 +113,12 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	kernel.print(stdout, "kernel alone")
 	if withSluice != nil {
 		withSluice.print(stdout, "with sluice")
+		if kernel.dropped > 0 {
+			fmt.Fprintf(stdout, "  sluice dropped %.1fx the attack packets per second the kernel's rules did.\n", withSluice.dropped/kernel.dropped)
+		}
+		fmt.Fprintf(stdout, "  note: the flood generator, the web client and server and the filter share this machine's %d CPUs,\n"+
+			"  and a request whose packets wait too long times out after 1s; legitimate success here measures\n"+
+			"  that contention as much as the filter (BENCHMARKS.md has the details).\n", runtime.NumCPU())
 	}
 	return ctx.Err()
 }
