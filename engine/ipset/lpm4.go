@@ -45,9 +45,9 @@ type lpm4 struct {
 	// /16 the table splits, or in a 64 MiB first level, would miss the
 	// cache for a node or an entry that says "none"; these 128 KiB
 	// answer them from the cache (for the example's blocklist, half the
-	// lookups). zeroTop is consulted before the first level (first 24),
-	// zeroSplit after a first-level entry that is a node (first 16); each
-	// is nil when it would rarely answer.
+	// lookups). zeroTop is consulted before the first level, zeroSplit
+	// after a first-level entry that is a node (first 16); at most one is
+	// set, neither when it would rarely answer.
 	zeroTop, zeroSplit []uint64
 }
 
@@ -134,27 +134,34 @@ func newLPM4(ps []lpmPrefix, first uint8) *lpm4 {
 	}
 	t.nodes = slices.Clip(t.nodes)
 	if first >= 16 {
-		// Kept when it answers at least a quarter of the lookups it is
-		// consulted for (every lookup with a first level of 24 bits,
-		// those under a split /16 with 16); a dense table would only pay
-		// for the extra cache line.
+		// Kept where it answers enough of the lookups it is consulted
+		// for: before the first level when most /20s are uncovered (a
+		// quarter, for a 64 MiB first level), else after a first-level
+		// node (first 16) when a quarter of the /20s under nodes are; a
+		// dense table would only pay for the extra cache line.
 		zero20 := make([]uint64, 1<<20/64)
-		asked, zero := 0, 0
+		// zero: uncovered /20s of all 2^20; split, zeroSplit: /20s under
+		// a first-level node, and the uncovered ones among them.
+		zero, split, zeroSplit := 0, 0, 0
 		for z := range uint32(1 << 20) {
-			if first == 16 && t.top[z>>4]&lpmChild == 0 {
-				continue
+			under := first == 16 && t.top[z>>4]&lpmChild != 0
+			if under {
+				split++
 			}
-			asked++
 			if t.zeroBlock20(z) {
 				zero20[z>>6] |= 1 << (z & 63)
 				zero++
+				if under {
+					zeroSplit++
+				}
 			}
 		}
 		switch {
-		case 4*zero < asked || zero == 0:
-		case first == 24:
+		case 2*zero >= 1<<20 || (first == 24 && 4*zero >= 1<<20):
+			// Most random addresses are uncovered: ask before the first
+			// level, which is bigger.
 			t.zeroTop = zero20
-		default:
+		case first == 16 && zeroSplit > 0 && 4*zeroSplit >= split:
 			t.zeroSplit = zero20
 		}
 	}
