@@ -187,7 +187,7 @@ func metricsMux(d *daemon.Daemon, st *engine.State) http.Handler {
 			}
 			return out
 		},
-		Hashlimit: st.HashlimitStats,
+		Hashlimit: func() []hashlimit.TableStats { return d.HashlimitStats(st) },
 		Reloads: func() (uint64, uint64) {
 			s := d.Stats()
 			return s.Reloads, s.ReloadFailures
@@ -231,7 +231,7 @@ func serveXDP(d *daemon.XDPDaemon, control, metricsAddr string, logger *slog.Log
 			return fmt.Errorf("--metrics: %w", err)
 		}
 		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.Handler(metrics.Sources{Report: d.Report}))
+		mux.Handle("/metrics", metrics.Handler(metrics.Sources{Report: d.Report, Hashlimit: d.HashlimitStats}))
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go srv.Serve(ln)
 		defer srv.Close()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluice-project/sluice/afxdp"
 	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/engine/hashlimit"
 	"github.com/sluice-project/sluice/packet"
 	"github.com/sluice-project/sluice/report"
 	"github.com/sluice-project/sluice/rules"
@@ -469,6 +470,32 @@ func (d *Daemon) XDPCounters() ([]uint64, error) {
 		return nil, nil
 	}
 	return tg.readCounters()
+}
+
+// HashlimitStats reports every hashlimit table for the metrics: those
+// the combined tier's program holds (xdp.RateLimitsAuto) from its maps,
+// the others from the engine's State st.
+func (d *Daemon) HashlimitStats(st *engine.State) []hashlimit.TableStats {
+	out := st.HashlimitStats()
+	tg := d.tier.Load()
+	if tg == nil {
+		return out
+	}
+	prog, err := tg.hashlimitStats()
+	if err != nil || len(prog) == 0 {
+		return out
+	}
+	// The engine compiled those tables too, but never evaluates them.
+	inProg := map[string]bool{}
+	for _, s := range prog {
+		inProg[s.Name+"/"+s.Family.String()] = true
+	}
+	for _, s := range out {
+		if !inProg[s.Name+"/"+s.Family.String()] {
+			prog = append(prog, s)
+		}
+	}
+	return prog
 }
 
 // XDPSpec is the compiled program's description; nil without Config.XDP.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluice-project/sluice/afxdp"
 	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/engine/hashlimit"
 	"github.com/sluice-project/sluice/report"
 )
 
@@ -34,10 +35,12 @@ func Start(cfg Config) (*Daemon, error) { return nil, errors.New("daemon: AF_XDP
 func (d *Daemon) Stats() *Stats             { return &Stats{} }
 func (d *Daemon) Report() *report.Report    { return &report.Report{} }
 func (d *Daemon) Workers() []*engine.Worker { return nil }
-func (d *Daemon) Stop() error               { return nil }
-func (d *Daemon) Abandon()                  {}
-func (d *Daemon) Reload() error             { return errors.New("daemon: AF_XDP needs Linux") }
-func (d *Daemon) Program() *engine.Program  { return nil }
+
+func (d *Daemon) HashlimitStats(st *engine.State) []hashlimit.TableStats { return st.HashlimitStats() }
+func (d *Daemon) Stop() error                                            { return nil }
+func (d *Daemon) Abandon()                                               {}
+func (d *Daemon) Reload() error                                          { return errors.New("daemon: AF_XDP needs Linux") }
+func (d *Daemon) Program() *engine.Program                               { return nil }
 func (d *Daemon) StartCapture(CaptureRequest) (*captureSession, error) {
 	return nil, errors.New("daemon: AF_XDP needs Linux")
 }

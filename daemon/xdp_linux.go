@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/sluice-project/sluice/engine/hashlimit"
 	"github.com/sluice-project/sluice/report"
 	"github.com/sluice-project/sluice/rules"
 	"github.com/sluice-project/sluice/xdp"
@@ -201,6 +202,13 @@ func (d *XDPDaemon) Spec() *xdp.Spec { return d.tier.Load().spec }
 
 // Counters reads the program's counters, summed over CPUs.
 func (d *XDPDaemon) Counters() ([]uint64, error) { return d.tier.Load().readCounters() }
+
+// HashlimitStats reports the hashlimit tables the program holds, for the
+// metrics (nil on a read error: a scrape racing a reload).
+func (d *XDPDaemon) HashlimitStats() []hashlimit.TableStats {
+	s, _ := d.tier.Load().hashlimitStats()
+	return s
+}
 
 // Report reads the counters now and returns the report the engine would
 // give for the same packets (since the last reload).

@@ -216,6 +216,10 @@ COMMIT
 	if dropped > n-5 || dropped < n-maxPass {
 		t.Errorf("dropped %d of %d, want between %d and %d", dropped, n, n-maxPass, n-5)
 	}
+	// The metrics read the table from the program's map: one source.
+	if hs := d.HashlimitStats(); len(hs) != 1 || hs[0].Name != "per_src" || hs[0].Entries != 1 || hs[0].Max == 0 || hs[0].FullDrops != 0 {
+		t.Errorf("hashlimit stats %+v, want per_src with 1 entry", hs)
+	}
 
 	// A reload that changes another rule replaces the program but keeps
 	// the table: the source gets no fresh burst.

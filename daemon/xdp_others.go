@@ -6,19 +6,22 @@ import (
 	"errors"
 	"net/netip"
 
+	"github.com/sluice-project/sluice/engine/hashlimit"
 	"github.com/sluice-project/sluice/report"
 	"github.com/sluice-project/sluice/rules"
 )
 
 // XDPConfig configures the XDP tier (see the Linux version).
 type XDPConfig struct {
-	Iface          string
-	InIface        string
-	Rules4, Rules6 *rules.Ruleset
-	LocalAddrs     []netip.Addr
-	LockDir        string
-	Logf           func(format string, args ...any)
-	Reload         func() (*Reloaded, error)
+	Iface           string
+	InIface         string
+	Rules4, Rules6  *rules.Ruleset
+	LocalAddrs      []netip.Addr
+	LockDir         string
+	Logf            func(format string, args ...any)
+	Reload          func() (*Reloaded, error)
+	RateLimitsInXDP bool
+	HZ              uint64
 }
 
 // ErrFallbackSites is wrapped by StartXDP when the ruleset needs the
@@ -33,9 +36,11 @@ func StartXDP(cfg XDPConfig) (*XDPDaemon, error) { return nil, errors.New("daemo
 
 func (d *XDPDaemon) Stats() *Stats          { return &Stats{} }
 func (d *XDPDaemon) Report() *report.Report { return &report.Report{} }
-func (d *XDPDaemon) Stop() error            { return nil }
-func (d *XDPDaemon) Abandon()               {}
-func (d *XDPDaemon) Reload() error          { return errors.New("daemon: XDP needs Linux") }
+
+func (d *XDPDaemon) HashlimitStats() []hashlimit.TableStats { return nil }
+func (d *XDPDaemon) Stop() error                            { return nil }
+func (d *XDPDaemon) Abandon()                               {}
+func (d *XDPDaemon) Reload() error                          { return errors.New("daemon: XDP needs Linux") }
 func (d *XDPDaemon) StartCapture(CaptureRequest) (*captureSession, error) {
 	return nil, errors.New("daemon: XDP needs Linux")
 }

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/engine/hashlimit"
 	"github.com/sluice-project/sluice/rules"
 	"github.com/sluice-project/sluice/xdp"
 )
@@ -76,6 +77,17 @@ func (tg *tierGen) readCounters() ([]uint64, error) {
 		return nil, errors.New("daemon: the XDP program was replaced by a reload")
 	}
 	return tg.filter.ReadCounters()
+}
+
+// hashlimitStats reads the hashlimit tables the program holds
+// (xdp.Filter.HashlimitStats), or fails once the generation is closed.
+func (tg *tierGen) hashlimitStats() ([]hashlimit.TableStats, error) {
+	tg.mu.RLock()
+	defer tg.mu.RUnlock()
+	if tg.closed {
+		return nil, errors.New("daemon: the XDP program was replaced by a reload")
+	}
+	return tg.filter.HashlimitStats()
 }
 
 // close closes the generation's program and maps once no reader uses them.

@@ -567,11 +567,11 @@ func (g *gen) program(rs4, rs6 *rules.Ruleset) error {
 		base += slot
 	}
 	g.nctr = base
+	g.scanRateLimits(rs4, rs6) // may add counters after the rules'
 	if g.nctr > maxCounterElems*ctrPerElem {
 		return fmt.Errorf("the rulesets need %d counters; the counter map holds at most %d (about %d rules)", g.nctr, maxCounterElems*ctrPerElem, maxCounterElems*ctrPerElem/2)
 	}
 
-	g.scanRateLimits(rs4, rs6)
 	g.prologue()
 	g.parseL2(rs4 != nil, rs6 != nil)
 	if rs4 != nil {

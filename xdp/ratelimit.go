@@ -2,7 +2,9 @@ package xdp
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -276,6 +278,10 @@ type HashlimitTable struct {
 	Map     *ebpf.MapSpec
 	GCJ     uint64 // gc interval in jiffies
 	ExpireJ uint64 // expiry in jiffies
+	// FullCtr is the counter slot (after the rules') that counts the new
+	// flows the full table refused, each hotdropped as the kernel does:
+	// the metrics' table-full drops (Filter.HashlimitStats).
+	FullCtr int
 
 	k hlConsts
 }
@@ -330,9 +336,10 @@ type rateGen struct {
 
 // hlTableInfo is what a prescan of the rulesets found about one table.
 type hlTableInfo struct {
-	cfg    hashlimit.Config // the first rule's
-	reason string           // why the table stays in userspace, or ""
-	idx    int              // index in spec.Tables once emitted, -1 before
+	cfg     hashlimit.Config // the first rule's
+	reason  string           // why the table stays in userspace, or ""
+	idx     int              // index in spec.Tables once emitted, -1 before
+	fullCtr int              // its table-full counter slot
 }
 
 func hlTableKey(name string, fam packet.Family) string { return name + "\x00" + fam.String() }
@@ -383,6 +390,18 @@ func (g *gen) scanRateLimits(rsets ...*rules.Ruleset) {
 					}
 				}
 			}
+		}
+	}
+	if g.opts.RateLimits == RateLimitsUserspace {
+		return
+	}
+	// A table-full counter for every table that may be compiled, given
+	// before the prologue loads the counter elements, in name order so
+	// that equal rulesets compile to equal programs.
+	for _, key := range slices.Sorted(maps.Keys(g.rl.tables)) {
+		if ti := g.rl.tables[key]; ti.reason == "" {
+			ti.fullCtr = g.nctr
+			g.nctr++
 		}
 	}
 }
@@ -546,7 +565,7 @@ func (g *gen) hlTable(m *rules.Hashlimit) (*HashlimitTable, int, string) {
 		ms.Name = "h" + ms.Name[1:]
 		rs.Tables = append(rs.Tables, HashlimitTable{Name: c.Name, Family: c.Family, Cfg: c, Ref: ref, Map: ms,
 			GCJ: jiffies.MsecsToJiffies(c.GCInterval, hz), ExpireJ: jiffies.MsecsToJiffies(c.Expire, hz),
-			k: newHLConsts(c, hz)})
+			FullCtr: ti.fullCtr, k: newHLConsts(c, hz)})
 	}
 	return &rs.Tables[ti.idx], ti.idx, ""
 }
@@ -710,7 +729,8 @@ func (g *gen) hashlimitMatch(m *rules.Hashlimit, fail string) string {
 	)
 	g.rl.needsCB = true
 	insert()
-	g.note("table full (FullDrop): hotdrop")
+	g.note("table full (FullDrop): count it for the table, hotdrop")
+	g.incr(t.FullCtr)
 	g.ja(lHotdrop)
 	g.place(relookup)
 	lookup()

@@ -9,6 +9,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+
+	"github.com/sluice-project/sluice/engine/hashlimit"
 )
 
 // rateMaps are a loaded program's rate-limit maps.
@@ -209,6 +211,44 @@ func (f *Filter) resetRateLimits(j uint64, keep map[string]*ebpf.Map) error {
 		}
 	}
 	return nil
+}
+
+// HashlimitStats reports every compiled hashlimit table as the engine's
+// tables report themselves to the metrics: its live entries (those no GC
+// run has collected: the entries the kernel's table would hold), its
+// size, and the new flows it refused while full (hotdropped). It walks
+// each table's map, so it is for scrapes, not for the packet path.
+func (f *Filter) HashlimitStats() ([]hashlimit.TableStats, error) {
+	if f.rl == nil || len(f.rl.spec.Tables) == 0 {
+		return nil, nil
+	}
+	ctrs, err := f.ReadCounters()
+	if err != nil {
+		return nil, err
+	}
+	var out []hashlimit.TableStats
+	gc := make([]byte, gcValueSize)
+	k, v := make([]byte, hlKeySize), make([]byte, hlValueSize)
+	for i, t := range f.rl.spec.Tables {
+		if err := f.rl.gc.Lookup(uint32(i), &gc); err != nil {
+			return nil, fmt.Errorf("xdp: hashlimit %s: GC clock: %w", t.Name, err)
+		}
+		last := binary.NativeEndian.Uint64(gc[16:])
+		n := 0
+		it := f.rl.tables[i].Iterate()
+		for it.Next(&k, &v) {
+			// Collected once a GC run at or after its expiry happened:
+			// time_after_eq(last, expires).
+			if int64(last-binary.NativeEndian.Uint64(v[hlExpires:])) < 0 {
+				n++
+			}
+		}
+		if err := it.Err(); err != nil {
+			return nil, fmt.Errorf("xdp: hashlimit %s: %w", t.Name, err)
+		}
+		out = append(out, hashlimit.TableStats{Name: t.Name, Family: t.Family, Entries: n, Max: int(t.Map.MaxEntries), FullDrops: ctrs[t.FullCtr]})
+	}
+	return out, nil
 }
 
 // HashlimitEntries returns how many entries table i's map holds, GC'd

@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/engine/hashlimit"
 	"github.com/sluice-project/sluice/engine/jiffies"
 	"github.com/sluice-project/sluice/internal/testnet"
 	"github.com/sluice-project/sluice/packet"
@@ -44,7 +45,8 @@ func diffRate(t *testing.T, rs *rules.Ruleset, frames [][]byte, times []int64, l
 	if err := f.ResetRateLimits(clock.Jiffies(load)); err != nil {
 		t.Fatal(err)
 	}
-	pr, err := engine.Compile(engine.Config{Rules4: rs, InIface: "eth0"}, nil, load)
+	st := engine.NewState(nil, jiffies.DefaultHZ)
+	pr, err := engine.Compile(engine.Config{Rules4: rs, InIface: "eth0"}, st, load)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +87,18 @@ func diffRate(t *testing.T, rs *rules.Ruleset, frames [][]byte, times []int64, l
 	}
 	if bad > 0 {
 		t.Fatalf("%d of %d frames differ", bad, len(frames))
+	}
+	// The metrics' view: every table's live entries and table-full
+	// drops, as the engine's tables report them.
+	got, err := f.HashlimitStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := st.HashlimitStats()
+	slices.SortFunc(got, func(a, b hashlimit.TableStats) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(want, func(a, b hashlimit.TableStats) int { return strings.Compare(a.Name, b.Name) })
+	if !slices.Equal(got, want) {
+		t.Errorf("hashlimit stats:\nprogram %+v\nengine  %+v", got, want)
 	}
 	return spec
 }
