@@ -1,6 +1,9 @@
 package packet
 
-import "net/netip"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // IPv4 is a view of an IPv4 header (RFC 791, section 3.1). The decoder
 // validates the length before using it, exactly as ip_rcv_core() does, so
@@ -92,14 +95,27 @@ func (h IPv4) SetChecksum() {
 // onesSum adds b as big-endian 16-bit words in one's complement arithmetic
 // (RFC 1071), starting from initial, and returns the folded sum. An odd
 // trailing byte is padded with zero.
+//
+// It adds 32-bit words into a 64-bit sum and folds at the end, as the
+// kernel's csum_partial does: one's complement addition with end-around
+// carry gives the same 16-bit sum whatever the word size (RFC 1071 2(B)),
+// and an IPv4 header is then five loads instead of ten.
 func onesSum(b []byte, initial uint32) uint16 {
-	s := initial
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
+	s := uint64(initial)
+	for len(b) >= 8 {
+		s += uint64(binary.BigEndian.Uint32(b)) + uint64(binary.BigEndian.Uint32(b[4:]))
+		b = b[8:]
+	}
+	if len(b) >= 4 {
+		s += uint64(binary.BigEndian.Uint32(b))
+		b = b[4:]
+	}
+	if len(b) >= 2 {
+		s += uint64(b[0])<<8 | uint64(b[1])
 		b = b[2:]
 	}
 	if len(b) == 1 {
-		s += uint32(b[0]) << 8
+		s += uint64(b[0]) << 8
 	}
 	for s > 0xffff {
 		s = s>>16 + s&0xffff
