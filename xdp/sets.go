@@ -506,27 +506,24 @@ func net4Table(ps []ipset.Prefix4) (dir []byte, leaves map[uint32]*[net4Chunk]by
 		}
 		paint2(leaf[:], p.Addr&0xff, uint32(1)<<(32-p.Len), code)
 	}
-	// The /16 summary: a chunk of 256 equal answers is that answer.
-	top := dir[net4DirEntries*net4Chunk:]
-	for i := range uint32(net4DirEntries) {
-		chunk := dir[i*net4Chunk : (i+1)*net4Chunk]
-		code := byte(netMixed)
-		if c := chunk[0]; c&3 != netMixed && c == (c&3)*0x55 && allEqual(chunk, c) {
-			code = c & 3
-		}
-		put2(top, i, code)
-	}
-	// The /20 summary: 16 equal /24 answers (4 bytes) are that answer.
-	mid := dir[(net4DirEntries+net4TopEntries)*net4Chunk:]
-	for i := range uint32(1 << 20) {
-		q := dir[i*4 : i*4+4]
-		code := byte(netMixed)
-		if c := q[0]; c&3 != netMixed && c == (c&3)*0x55 && allEqual(q, c) {
-			code = c & 3
-		}
-		put2(mid, i, code)
-	}
+	// The /16 summary (256 /24 answers, a chunk, per /16) and the /20
+	// one (16 /24 answers, 4 bytes, per /20).
+	summarize(dir[net4DirEntries*net4Chunk:], dir[:net4DirEntries*net4Chunk], net4Chunk)
+	summarize(dir[(net4DirEntries+net4TopEntries)*net4Chunk:], dir[:net4DirEntries*net4Chunk], 4)
 	return dir, leaves
+}
+
+// summarize writes into sum one 2-bit answer per n bytes of the packed
+// level: the answer those bytes all hold, or netMixed.
+func summarize(sum, level []byte, n int) {
+	for i := range uint32(len(level) / n) {
+		b := level[int(i)*n : int(i+1)*n]
+		code := byte(netMixed)
+		if c := b[0]; c&3 != netMixed && c == (c&3)*0x55 && allEqual(b, c) {
+			code = c & 3
+		}
+		put2(sum, i, code)
+	}
 }
 
 func allEqual(b []byte, c byte) bool {

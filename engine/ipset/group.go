@@ -122,14 +122,7 @@ func newGroup4(sets []*Set) *group4 {
 		}
 		ps = append(ps, lpmPrefix{addr: p.addr, len: p.len, val: v})
 	}
-	first := uint8(8)
-	switch {
-	case len(ps) >= lpm4Large:
-		first = 24
-	case len(ps) >= lpm4Mid:
-		first = 16
-	}
-	return &group4{t: newLPM4(ps, first)}
+	return &group4{t: newLPM4(ps, lpm4First(len(ps)))}
 }
 
 func cmpU32(a, b uint32) int {

@@ -78,18 +78,21 @@ func (t *lpm4) lookup(ip uint32) uint32 {
 	}
 	shift := 24 - uint32(t.first)
 	for {
-		n := t.nodes[e&^lpmChild:]
-		pos := (ip >> shift) & 255
-		w := pos >> 6
-		word := n[2*w : 2*w+2 : 2*w+2]
-		b := uint64(word[0]) | uint64(word[1])<<32
-		k := (n[8] >> (8 * w) & 255) + uint32(bits.OnesCount64(b&(2<<(pos&63)-1)))
-		e = n[lpmNodeHead-1+k]
+		e = t.entry(e, (ip>>shift)&255)
 		if e&lpmChild == 0 {
 			return e
 		}
 		shift -= 8
 	}
+}
+
+// entry is entry pos of node ref: the rank(pos)-th run value.
+func (t *lpm4) entry(ref, pos uint32) uint32 {
+	n := t.nodes[ref&^lpmChild:]
+	w := pos >> 6
+	b := uint64(n[2*w]) | uint64(n[2*w+1])<<32
+	k := (n[8] >> (8 * w) & 255) + uint32(bits.OnesCount64(b&(2<<(pos&63)-1)))
+	return n[lpmNodeHead-1+k]
 }
 
 // bytes is the table's memory footprint.
@@ -185,12 +188,8 @@ func (t *lpm4) zeroBlock20(z uint32) bool {
 	if e&lpmChild == 0 {
 		return e == 0
 	}
-	n := t.nodes[e&^lpmChild:]
 	for pos := (z & 15) << 4; pos < (z&15)<<4+16; pos++ {
-		w := pos >> 6
-		b := uint64(n[2*w]) | uint64(n[2*w+1])<<32
-		k := (n[8] >> (8 * w) & 255) + uint32(bits.OnesCount64(b&(2<<(pos&63)-1)))
-		if n[lpmNodeHead-1+k] != 0 {
+		if t.entry(e, pos) != 0 {
 			return false
 		}
 	}
@@ -258,6 +257,17 @@ const (
 	lpm4Large = 1 << 18
 )
 
+// lpm4First is the first-level width for n prefixes.
+func lpm4First(n int) uint8 {
+	switch {
+	case n >= lpm4Large:
+		return 24
+	case n >= lpm4Mid:
+		return 16
+	}
+	return 8
+}
+
 // validUntil is the latest packet time at which no element has expired
 // yet: until then every element passes extOK's timeout check.
 func (s *Set) validUntil() int64 {
@@ -315,13 +325,6 @@ func (s *Set) finishNet() {
 		s.netParent[(p.val-1)>>1] = parent
 		stack = append(stack, p)
 	}
-	first := uint8(8)
-	switch {
-	case len(ps) >= lpm4Large:
-		first = 24
-	case len(ps) >= lpm4Mid:
-		first = 16
-	}
-	s.net4 = newLPM4(ps, first)
+	s.net4 = newLPM4(ps, lpm4First(len(ps)))
 	s.nets = nil
 }
