@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"github.com/sluice-project/sluice/engine/ipset"
 	"github.com/sluice-project/sluice/engine/jiffies"
 	"github.com/sluice-project/sluice/engine/limit"
 	"github.com/sluice-project/sluice/packet"
@@ -120,7 +121,7 @@ type Worker struct {
 	now        int64
 	src4, dst4 uint32
 	src6, dst6 [2]uint64
-	setMemo    [2]uint32
+	setMemo    ipset.Memo4
 
 	// The traversal state of the packet (begin).
 	sk     []int32
@@ -199,7 +200,7 @@ func (w *Worker) walk(p *packet.Packet, now int64, site *ResumeSite) Verdict {
 	}
 	if p.Family == packet.FamilyIPv4 {
 		w.src4, w.dst4 = addr4(p.Src), addr4(p.Dst)
-		w.setMemo = [2]uint32{}
+		w.setMemo = ipset.Memo4{}
 	} else {
 		w.src6, w.dst6 = addr6(p.Src), addr6(p.Dst)
 	}

@@ -303,7 +303,7 @@ func BenchmarkHashIP1M(b *testing.B) {
 			for b.Loop() {
 				a := bc.addrs[i&(1<<20-1)]
 				p.Src = a
-				var memo [2]uint32
+				var memo Memo4
 				if m.Match4(p, v4(a), 0, 0, &memo) {
 					hits++
 				}

@@ -25,7 +25,18 @@ import (
 // own, whose values are element indexes.
 type group4 struct {
 	t *lpm4
+	// slot is the group's entry in a packet's Memo4, or -1 when the
+	// memo has no room left and every test looks up on its own.
+	slot int
 }
+
+// Memo4 is a packet's scratch for grouped lookups (Match4): one entry per
+// group, zeroed before the packet's first match. memoPerDir groups per
+// address remember their value; a ruleset testing one address against
+// more sets than that (over 32) looks the rest up test by test.
+type Memo4 [2 * memoPerDir]uint32
+
+const memoPerDir = 4
 
 // Per-set codes in a group value; set k's code is at bits 2k.
 const (
@@ -46,16 +57,20 @@ const maxGroup = 8
 // its matchers; matchers that cannot use the one-lookup path, and
 // addresses tested against a single set, are left alone.
 func GroupMatchers(ms []*Matcher) {
-	for _, dst := range []bool{false, true} {
+	for d, dst := range []bool{false, true} {
 		var sets []*Set
 		for _, m := range ms {
 			if m.fast && m.fastDst == dst && !slices.Contains(sets, m.s) {
 				sets = append(sets, m.s)
 			}
 		}
-		for len(sets) > 1 {
+		for n := 0; len(sets) > 1; n++ {
 			k := min(len(sets), maxGroup)
 			g := newGroup4(sets[:k])
+			g.slot = -1
+			if n < memoPerDir {
+				g.slot = d*memoPerDir + n
+			}
 			for _, m := range ms {
 				if i := slices.Index(sets[:k], m.s); i >= 0 && m.fast && m.fastDst == dst {
 					m.group, m.shift = g, uint32(2*i)
@@ -122,7 +137,21 @@ func newGroup4(sets []*Set) *group4 {
 		}
 		ps = append(ps, lpmPrefix{addr: p.addr, len: p.len, val: v})
 	}
-	return &group4{t: newLPM4(ps, lpm4First(len(ps)))}
+	return &group4{t: newLPM4(ps, lpm4First(len(ps))), slot: -1}
+}
+
+// value is the group's value for address a, from memo when the group has
+// an entry there.
+func (g *group4) value(a uint32, memo *Memo4) uint32 {
+	if g.slot < 0 {
+		return g.t.lookup(a)
+	}
+	v := memo[g.slot]
+	if v == 0 {
+		v = g.t.lookup(a) | groupLooked
+		memo[g.slot] = v
+	}
+	return v
 }
 
 func cmpU32(a, b uint32) int {
@@ -135,23 +164,17 @@ func cmpU32(a, b uint32) int {
 // Match4 is Match for an IPv4 packet whose source and destination
 // addresses the caller already holds as host-order integers. memo is the
 // caller's scratch for the packet, zeroed before its first match: grouped
-// matchers (GroupMatchers) keep their group's value for the source in
-// memo[0] and for the destination in memo[1], so the sets of a group cost
-// one lookup per packet between them.
-func (m *Matcher) Match4(p *packet.Packet, src, dst uint32, now int64, memo *[2]uint32) bool {
+// matchers (GroupMatchers) keep their group's value in the group's entry,
+// so the sets of a group cost one lookup per packet between them.
+func (m *Matcher) Match4(p *packet.Packet, src, dst uint32, now int64, memo *Memo4) bool {
 	if m.fast && now <= m.fastUntil {
-		a, d := src, 0
+		a := src
 		if m.fastDst {
-			a, d = dst, 1
+			a = dst
 		}
 		var code uint32
 		if g := m.group; g != nil {
-			v := memo[d]
-			if v == 0 {
-				v = g.t.lookup(a) | groupLooked
-				memo[d] = v
-			}
-			code = v >> m.shift & 3
+			code = g.value(a, memo) >> m.shift & 3
 		} else if r := m.net4.lookup(a); r != 0 {
 			code = codePlain + (r-1)&1
 		}

@@ -77,7 +77,7 @@ func (m *Matcher) Set() *Set { return m.s }
 // Match is Set.Match for the matcher's set, directions and flags.
 func (m *Matcher) Match(p *packet.Packet, now int64) bool {
 	if p.Family == packet.FamilyIPv4 {
-		var memo [2]uint32
+		var memo Memo4
 		return m.Match4(p, v4(p.Src), v4(p.Dst), now, &memo)
 	}
 	return m.s.test(p, m.dirs, m.flags, m.mc, now) != m.flags.Invert

@@ -60,7 +60,17 @@ func randPrefix(rng *rand.Rand, lo, hi int) netip.Prefix {
 // as Set.Match does, for every flag combination, on source and
 // destination, before and after the timeout set's first expiry.
 func TestGroupMatchersExact(t *testing.T) {
-	r := parseForTest(t, groupTestSets(4))
+	testGroupMatchersExact(t, 4, 200000)
+}
+
+// TestGroupMatchersManySets: more sets on one address than a group holds
+// form several groups, and each answers from its own lookup.
+func TestGroupMatchersManySets(t *testing.T) {
+	testGroupMatchersExact(t, maxGroup+3, 20000)
+}
+
+func testGroupMatchersExact(t *testing.T, nsets, npkts int) {
+	r := parseForTest(t, groupTestSets(nsets))
 	var ms []*Matcher
 	type ref struct {
 		s     *Set
@@ -68,7 +78,11 @@ func TestGroupMatchersExact(t *testing.T) {
 		flags MatchFlags
 	}
 	var refs []ref
-	for _, name := range []string{"g0", "g1", "g2", "g3", "gt", "gc", "gi"} {
+	names := []string{"gt", "gc", "gi"}
+	for k := range nsets {
+		names = append(names, fmt.Sprintf("g%d", k))
+	}
+	for _, name := range names {
 		for _, dirs := range [][]Dir{src, dst} {
 			for _, f := range []MatchFlags{{}, {Invert: true}, {ReturnNomatch: true}, {ReturnNomatch: true, Invert: true}, {SkipCounterUpdate: true}} {
 				s := r.Get(name)
@@ -88,12 +102,12 @@ func TestGroupMatchersExact(t *testing.T) {
 		t.Fatal("no matcher was grouped")
 	}
 	rng := rand.New(rand.NewPCG(9, 10))
-	for i := range 200000 {
+	for i := range npkts {
 		s := randPrefix(rng, 32, 32).Addr()
 		d := randPrefix(rng, 32, 32).Addr()
 		p := &packet.Packet{Family: packet.FamilyIPv4, Src: s, Dst: d, Proto: packet.ProtoTCP, Len: 60}
 		now := int64(i%3) * 4e9 // 0, 4 s and 8 s: the 5 s element expires
-		var memo [2]uint32
+		var memo Memo4
 		for k, m := range ms {
 			want := refs[k].s.Match(p, refs[k].dirs, refs[k].flags, now)
 			if got := m.Match4(p, v4(s), v4(d), now, &memo); got != want {
@@ -169,7 +183,7 @@ func TestDirectMatchersExact(t *testing.T) {
 			p.FragOff = 8
 		}
 		now := int64(i%4) * 3e9 // 0, 3, 6 and 9 s: elements expire
-		var memo [2]uint32
+		var memo Memo4
 		for k, m := range ms {
 			want := refs[k].s.Match(p, refs[k].dirs, refs[k].flags, now)
 			if want != refs[k].flags.Invert {
