@@ -320,10 +320,67 @@ func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *pack
 				return resHotdropVerdict
 			}
 		}
+		// The common cheap matches run here, without a call that would
+		// make the loop reload its state; the rest go through evalOp.
 		res := uint8(resYes)
+	ops:
 		for k := range r.ops {
-			if res = w.evalOp(&r.ops[k], p, j); res != resYes {
-				break
+			o := &r.ops[k]
+			switch o.kind {
+			case opSetGroup:
+				if w.now > o.until() {
+					res = w.evalOp(o, p, j)
+					break
+				}
+				v := w.setMemo[o.b2&memoMask]
+				if v == 0 {
+					a := w.src4
+					if o.has2 {
+						a = w.dst4
+					}
+					v = o.set.GroupLookup4(a)
+					w.setMemo[o.b2&memoMask] = v
+				}
+				res = o.b1 >> (v >> o.b0 & 3) & 1
+			case opTCP:
+				// net/netfilter/xt_tcpudp.c tcp_mt.
+				switch {
+				case p.FragOff != 0:
+					// An IPv4 fragment at offset 8 bytes could overwrite
+					// TCP flags: the kernel hotdrops it ("evil TCP
+					// offset=1 frag").
+					res = resNo
+					if p.Family == packet.FamilyIPv4 && p.FragOff == 8 {
+						res = resHotdrop
+					}
+				case p.L4Len < 20:
+					res = resHotdrop
+				case inRange(p.SrcPort, o.r0) == o.inv || inRange(p.DstPort, o.r1) == o.inv3:
+					res = resNo
+				case o.has2 && ((p.TCPFlags&o.b0) == o.b1) == o.inv2:
+					res = resNo
+				case o.has3:
+					res = tcpOption(p, o.b2, o.b3 != 0)
+				}
+			case opUDP:
+				switch {
+				case p.FragOff != 0:
+					res = resNo
+				case p.L4Len < 8:
+					res = resHotdrop
+				case inRange(p.SrcPort, o.r0) == o.inv || inRange(p.DstPort, o.r1) == o.inv3:
+					res = resNo
+				}
+			case opLength:
+				l := uint16(p.Len)
+				res = b2r((l >= o.r0.Min && l <= o.r0.Max) != o.inv)
+			case opPktType:
+				res = b2r((uint8(p.PktType) == o.b0) != o.inv)
+			default:
+				res = w.evalOp(o, p, j)
+			}
+			if res != resYes {
+				break ops
 			}
 		}
 		if res != resYes {

@@ -38,6 +38,10 @@ const (
 	opHashlimit
 	opRecent
 	opSet
+	// opSetGroup is an IPv4 opSet whose matcher is grouped (ipset
+	// GroupTest4): b0 = shift, b1 = truth table, b2 = memo entry, has2 =
+	// destination, lo4 = the time the test is exact until (opUntil).
+	opSetGroup
 )
 
 // Match results. A hotdrop ends evaluation with a drop that no rule counts.
@@ -142,46 +146,36 @@ func boolByte(b bool) uint8 {
 	return 0
 }
 
+// memoMask keeps a memo entry index in range without a bounds check; a
+// Memo4's length is a power of two (the array below fails to compile
+// otherwise).
+const memoMask = uint8(len(ipset.Memo4{}) - 1)
+
+var _ [0]struct{} = [len(ipset.Memo4{}) & (len(ipset.Memo4{}) - 1)]struct{}{}
+
+// until is an opSetGroup's GroupTest4.Until, kept in lo4.
+func (o *op) until() int64 { return int64(uint64(o.lo4[0])<<32 | uint64(o.lo4[1])) }
+
+// groupOp turns an IPv4 opSet whose matcher is grouped into opSetGroup,
+// which runFrom runs inline.
+func (o *op) groupOp() {
+	if o.kind != opSet {
+		return
+	}
+	t, ok := o.set.GroupTest4()
+	if !ok {
+		return
+	}
+	o.kind, o.b0, o.b1, o.b2, o.has2 = opSetGroup, t.Shift, t.Truth, t.Slot, t.Dst
+	o.lo4 = [2]uint32{uint32(uint64(t.Until) >> 32), uint32(t.Until)}
+}
+
 func inRange(v uint16, r rules.PortRange) bool { return v >= r.Min && v <= r.Max }
 
-// evalOp runs one match. fragoff and thoff come from the rule's header
-// check, as the kernel passes them in xt_action_param.
+// evalOp runs one match of the kinds runFrom does not run inline (tcp,
+// udp, length, pkttype and grouped set tests run there).
 func (w *Worker) evalOp(o *op, p *packet.Packet, j uint64) uint8 {
 	switch o.kind {
-	case opTCP:
-		// net/netfilter/xt_tcpudp.c tcp_mt.
-		if p.FragOff != 0 {
-			// An IPv4 fragment at offset 8 bytes could overwrite TCP
-			// flags: the kernel hotdrops it ("evil TCP offset=1 frag").
-			if p.Family == packet.FamilyIPv4 && p.FragOff == 8 {
-				return resHotdrop
-			}
-			return resNo
-		}
-		if p.L4Len < 20 {
-			return resHotdrop
-		}
-		if inRange(p.SrcPort, o.r0) == o.inv || inRange(p.DstPort, o.r1) == o.inv3 {
-			return resNo
-		}
-		if o.has2 && ((p.TCPFlags&o.b0) == o.b1) == o.inv2 {
-			return resNo
-		}
-		if o.has3 {
-			return tcpOption(p, o.b2, o.b3 != 0)
-		}
-		return resYes
-	case opUDP:
-		if p.FragOff != 0 {
-			return resNo
-		}
-		if p.L4Len < 8 {
-			return resHotdrop
-		}
-		if inRange(p.SrcPort, o.r0) == o.inv || inRange(p.DstPort, o.r1) == o.inv3 {
-			return resNo
-		}
-		return resYes
 	case opICMP:
 		// net/netfilter/xt_tcpudp.c is for ports; ICMP is
 		// net/ipv4/netfilter/ip_tables.c icmp_match: a struct icmphdr
@@ -214,9 +208,6 @@ func (w *Worker) evalOp(o *op, p *packet.Packet, j uint64) uint8 {
 			return resHotdrop
 		}
 		return b2r(multiportMatch(o, p.SrcPort, p.DstPort) != o.inv)
-	case opLength:
-		l := uint16(p.Len)
-		return b2r((l >= o.r0.Min && l <= o.r0.Max) != o.inv)
 	case opTTL:
 		var m bool
 		switch rules.TTLOp(o.b0) {
@@ -257,15 +248,13 @@ func (w *Worker) evalOp(o *op, p *packet.Packet, j uint64) uint8 {
 		return b2r((p.TOS>>2 == o.b0) != o.inv)
 	case opTOS:
 		return b2r((p.TOS&o.b1 == o.b0) != o.inv)
-	case opPktType:
-		return b2r((uint8(p.PktType) == o.b0) != o.inv)
 	case opMAC:
 		// xt_mac: no Ethernet header means no match, inverted or not.
 		if !p.HasMAC {
 			return resNo
 		}
 		return b2r((p.SrcMAC == o.x.mac) != o.inv)
-	case opSet:
+	case opSet, opSetGroup:
 		if p.Family == packet.FamilyIPv4 {
 			return b2r(o.set.Match4(p, w.src4, w.dst4, w.now, &w.setMemo))
 		}

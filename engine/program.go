@@ -235,6 +235,11 @@ func compileFamily(rs *rules.Ruleset, st *State, now int64) (*familyProgram, err
 		}
 	}
 	ipset.GroupMatchers(sets)
+	if fp.fam == packet.FamilyIPv4 {
+		for i := range fp.ops {
+			fp.ops[i].groupOp()
+		}
+	}
 	fp.buildSkip()
 	for h, hk := range rules.IngressHooks {
 		if ci, ok := index[key{hk.Table, hk.Chain}]; ok {

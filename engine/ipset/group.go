@@ -140,6 +140,12 @@ func newGroup4(sets []*Set) *group4 {
 	return &group4{t: newLPM4(ps, lpm4First(len(ps))), slot: -1}
 }
 
+// answer is the matcher's answer when its set's longest match for the
+// address is code (none, plain or nomatch).
+func (m *Matcher) answer(code uint32) bool {
+	return (code != 0 && (code == codePlain) != m.flags.ReturnNomatch) != m.flags.Invert
+}
+
 // value is the group's value for address a, from memo when the group has
 // an entry there.
 func (g *group4) value(a uint32, memo *Memo4) uint32 {
@@ -178,7 +184,7 @@ func (m *Matcher) Match4(p *packet.Packet, src, dst uint32, now int64, memo *Mem
 		} else if r := m.net4.lookup(a); r != 0 {
 			code = codePlain + (r-1)&1
 		}
-		return (code != 0 && (code == codePlain) != m.flags.ReturnNomatch) != m.flags.Invert
+		return m.answer(code)
 	}
 	if m.kind4 != 0 && now <= m.fastUntil {
 		return m.direct4(p, src, dst) != m.flags.Invert
@@ -217,3 +223,35 @@ func (m *Matcher) direct4(p *packet.Packet, src, dst uint32) bool {
 		return s.bitmap[port-s.firstPort] >= 0
 	}
 }
+
+// GroupTest4 is a grouped matcher's whole test, for a caller that inlines
+// it: while the packet's time is at most Until, the matcher's answer is
+// bit c of Truth, where c = value>>Shift&3 and value is the packet's memo
+// entry Slot, filled by GroupLookup4 of the source (the destination when
+// Dst) if still zero. Past Until, Match4 decides.
+type GroupTest4 struct {
+	Slot  uint8
+	Shift uint8
+	Truth uint8
+	Dst   bool
+	Until int64
+}
+
+// GroupTest4 returns the matcher's inlinable test; ok is false unless the
+// matcher is grouped with a memo entry.
+func (m *Matcher) GroupTest4() (t GroupTest4, ok bool) {
+	g := m.group
+	if !m.fast || g == nil || g.slot < 0 {
+		return GroupTest4{}, false
+	}
+	for code := uint32(0); code < 4; code++ {
+		if m.answer(code) {
+			t.Truth |= 1 << code
+		}
+	}
+	t.Slot, t.Shift, t.Dst, t.Until = uint8(g.slot), uint8(m.shift), m.fastDst, m.fastUntil
+	return t, true
+}
+
+// GroupLookup4 is the memo entry of the matcher's group for address a.
+func (m *Matcher) GroupLookup4(a uint32) uint32 { return m.group.t.lookup(a) | groupLooked }
