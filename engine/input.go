@@ -40,17 +40,18 @@ func (pr *Program) reachesInput4(p *packet.Packet) bool {
 	s, d := p.Src.As4(), p.Dst.As4()
 	if d[0] >= 224 && d[0] <= 239 {
 		// ip_route_input_mc / ip_mc_validate_source: no multicast,
-		// broadcast or loopback source; a 0.0.0.0/8 source only
-		// towards 224.0.0.0/24 or for IGMP; a non-link-local group
-		// validates the source like unicast. Only all-hosts is joined.
+		// broadcast or loopback source; a 0.0.0.0 source only towards
+		// 224.0.0.0/24 or for IGMP; any other source is validated like
+		// unicast (fib_validate_source), towards link-local groups
+		// too, so one of ours is a martian. Only all-hosts is joined.
 		if s[0] >= 224 && s[0] <= 239 || s == [4]byte{255, 255, 255, 255} || s[0] == 127 {
 			return false
 		}
-		local := d[0] == 224 && d[1] == 0 && d[2] == 0
-		if s[0] == 0 && !local && p.Proto != 2 {
-			return false
-		}
-		if !local && pr.isLocal(p.Src) {
+		if s == [4]byte{} {
+			if !(d[0] == 224 && d[1] == 0 && d[2] == 0) && p.Proto != 2 {
+				return false
+			}
+		} else if pr.isLocal(p.Src) {
 			return false
 		}
 		return d == [4]byte{224, 0, 0, 1} && pr.optionsPass(p)
@@ -65,6 +66,10 @@ func (pr *Program) reachesInput4(p *packet.Packet) bool {
 		if s != [4]byte{} && (s[0] == 127 || pr.isLocal(p.Src)) {
 			return false
 		}
+		return pr.optionsPass(p)
+	case s == [4]byte{} && d == [4]byte{}:
+		// ip_route_input_slow sends 0.0.0.0 -> 0.0.0.0 to brd_input
+		// with the limited broadcast: delivered as a broadcast.
 		return pr.optionsPass(p)
 	case s == [4]byte{}, d == [4]byte{}:
 		return false // 0.0.0.0 only: the rest of 0/8 is valid unicast now

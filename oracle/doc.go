@@ -69,14 +69,18 @@
 // 2. Addresses (TestFactMartians; unicast frames to B's MAC). Every IPv4
 // packet reaches raw PREROUTING: ip_rcv checks no addresses. These then
 // never reach INPUT (dropped by ip_route_input as martians): source
-// 0.0.0.0 (unless the destination is 255.255.255.255), source 127.0.0.1,
-// source multicast 224.0.0.5, source 255.255.255.255, source equal to one
-// of B's own addresses, destination 127.0.0.1, destination 0.0.0.0, and
-// a multicast destination B has not joined (239.1.2.3). These do reach
-// INPUT: source 0.1.2.3 (0.0.0.0/8 other than 0.0.0.0 is valid unicast on
-// current kernels), source or destination 240.0.0.1 (class E),
-// destination 255.255.255.255, the subnet broadcast 192.0.2.255, and
-// 224.0.0.1 (all-hosts, always joined).
+// 0.0.0.0 (unless the destination is 255.255.255.255 or 0.0.0.0), source
+// 127.0.0.1, source multicast 224.0.0.5, source 255.255.255.255, source
+// equal to one of B's own addresses (towards 224.0.0.1 too: the multicast
+// path validates every non-zero source), destination 127.0.0.1,
+// destination 0.0.0.0 from any other source, and a multicast destination
+// B has not joined (239.1.2.3). These do reach INPUT: source 0.1.2.3
+// (0.0.0.0/8 other than 0.0.0.0 is valid unicast on current kernels),
+// source or destination 240.0.0.1 (class E), destination 255.255.255.255,
+// the subnet broadcast 192.0.2.255, 224.0.0.1 (all-hosts, always joined,
+// from 0.0.0.0 too), and 0.0.0.0 -> 0.0.0.0 (ip_route_input_slow sends it
+// to brd_input with the limited broadcast). The last two were found by the
+// random differential suite (seeds 27, 36, 42, 44, 48, 59 of 80).
 //
 // IPv6 checks addresses in ip6_rcv_core, before PREROUTING. Never reaching
 // raw PREROUTING: source ::1, destination ::1, source multicast ff02::1,

@@ -124,20 +124,25 @@ func (g *gen) reachesInput() {
 		asm.JLE.Imm(asm.R3, 239, no),
 	)
 	g.place(srcOK)
-	linkLocal := g.label()
+	joined := g.label()
 	g.emit(
 		asm.JEq.Imm32(asm.R1, -1, no),
 		asm.JEq.Imm(asm.R3, 127, no),
+		asm.JNE.Imm(asm.R1, 0, g.labelFor("mcSrc")),
+		// 0.0.0.0: only towards 224.0.0.0/24, or for IGMP.
 		asm.Mov.Reg(asm.R5, asm.R2),
 		asm.RSh.Imm(asm.R5, 8),
-		asm.JEq.Imm(asm.R5, 0xe00000, linkLocal), // 224.0.0.0/24
-		asm.JNE.Imm(asm.R3, 0, g.labelFor("mcNotZero")),
+		asm.JEq.Imm(asm.R5, 0xe00000, joined),
 	)
 	g.ld(asm.R5, sProto)
-	g.emit(asm.JNE.Imm(asm.R5, 2, no)) // IGMP only from 0/8 outside 224.0.0.0/24
-	g.place(g.labelFor("mcNotZero"))
+	g.emit(
+		asm.JNE.Imm(asm.R5, 2, no),
+		asm.Ja.Label(joined),
+	)
+	// Any other source is validated like unicast, link-local groups too.
+	g.place(g.labelFor("mcSrc"))
 	isLocal(asm.R1, no)
-	g.place(linkLocal)
+	g.place(joined)
 	g.emit(
 		asm.JNE.Imm32(asm.R2, -0x1fffffff, no), // only 224.0.0.1 is joined
 	)
@@ -161,7 +166,13 @@ func (g *gen) reachesInput() {
 	g.ja(opts)
 	g.place(notBrd)
 	g.emit(
-		asm.JEq.Imm(asm.R1, 0, no),
+		// 0.0.0.0 -> 0.0.0.0 goes to brd_input and is delivered.
+		asm.JNE.Imm(asm.R1, 0, g.labelFor("srcSet")),
+		asm.JEq.Imm(asm.R2, 0, opts),
+		asm.Ja.Label(no),
+	)
+	g.place(g.labelFor("srcSet"))
+	g.emit(
 		asm.JEq.Imm(asm.R2, 0, no),
 		asm.JEq.Imm(asm.R3, 127, no),
 		asm.JEq.Imm(asm.R4, 127, no),
