@@ -119,7 +119,7 @@ func tcpMatch() MatchParser {
 		}
 		mv, ok := parseTCPFlags(mask)
 		if !ok {
-			return a.Errorf("unknown TCP flag in %q", mask)
+			return a.Errorf("unknown TCP flag in %q (iptables knows FIN, SYN, RST, PSH, ACK, URG, ALL, NONE)", mask)
 		}
 		comp, err := a.Next()
 		if err != nil {
@@ -127,7 +127,7 @@ func tcpMatch() MatchParser {
 		}
 		cv, ok := parseTCPFlags(comp)
 		if !ok {
-			return a.Errorf("unknown TCP flag in %q", comp)
+			return a.Errorf("unknown TCP flag in %q (iptables knows FIN, SYN, RST, PSH, ACK, URG, ALL, NONE)", comp)
 		}
 		m.FlagMask, m.FlagComp, m.FlagsInv, m.HasFlags = mv, cv, inv, true
 		return nil
@@ -179,12 +179,10 @@ func parseTCPFlags(s string) (uint8, bool) {
 			f |= packet.TCPAck
 		case "URG":
 			f |= packet.TCPUrg
-		case "ECE":
-			f |= packet.TCPEce
-		case "CWR":
-			f |= packet.TCPCwr
 		case "ALL":
-			f |= 0xFF
+			// libxt_tcp's ALL is the six classic flags; it has no
+			// names for ECE and CWR, so no rule can test them.
+			f |= 0x3F
 		case "NONE":
 		default:
 			return 0, false
