@@ -17,7 +17,7 @@ import (
 
 var (
 	flagSeed    = flag.Int64("seed", 0, "run TestDifferential for this seed only")
-	flagSeeds   = flag.Int("diff.seeds", 12, "number of seeds TestDifferential runs (seeds 1..N)")
+	flagSeeds   = flag.Int("diff.seeds", 100, "number of seeds TestDifferential runs (seeds 1..N)")
 	flagFrames  = flag.Int("diff.frames", 400, "frames per seed")
 	flagIsolate = flag.Bool("diff.isolate", true, "on a mismatch, find the frames that disagree alone (extra oracle runs)")
 )
