@@ -28,7 +28,25 @@ import (
 // buckets start at load.
 func diffCombined(t *testing.T, rs4, rs6 *rules.Ruleset, frames [][]byte, times []int64, load int64) (*Spec, map[string]int) {
 	t.Helper()
-	opts := CompileOptions{InIface: "eth0", RateLimits: RateLimitsAuto, TestClock: true, XSKQueues: 1}
+	return diffCombinedWith(t, combinedEnv{rs4: rs4, rs6: rs6, cfg: engine.Config{InIface: "eth0"}}, frames, times, load)
+}
+
+// combinedEnv is what diffCombinedWith runs: the rulesets, the engines'
+// configuration without them (the program gets its interface and local
+// addresses too), and newState, when set, the state for each engine (nil:
+// a fresh one each). The engines share the rulesets, and so the sets
+// they bind: only sets that count packets would notice.
+type combinedEnv struct {
+	rs4, rs6 *rules.Ruleset
+	cfg      engine.Config
+	newState func() *engine.State
+}
+
+func diffCombinedWith(t *testing.T, env combinedEnv, frames [][]byte, times []int64, load int64) (*Spec, map[string]int) {
+	t.Helper()
+	rs4, rs6 := env.rs4, env.rs6
+	opts := CompileOptions{InIface: env.cfg.InIface, LocalAddrs: env.cfg.LocalAddrs,
+		RateLimits: RateLimitsAuto, TestClock: true, XSKQueues: 1}
 	spec, err := Compile(rs4, rs6, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -39,15 +57,25 @@ func diffCombined(t *testing.T, rs4, rs6 *rules.Ruleset, frames [][]byte, times 
 	}
 	defer f.Close()
 	clock := jiffies.Clock{HZ: jiffies.DefaultHZ}
-	if err := f.ResetRateLimits(clock.Jiffies(load)); err != nil {
-		t.Fatal(err)
+	timed := spec.RateLimits != nil && len(spec.RateLimits.LimitRules)+len(spec.RateLimits.Tables) > 0
+	if timed {
+		if err := f.ResetRateLimits(clock.Jiffies(load)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	cfg := engine.Config{Rules4: rs4, Rules6: rs6, InIface: "eth0"}
-	ref, err := engine.Compile(cfg, nil, load)
+	state := func() *engine.State {
+		if env.newState == nil {
+			return nil
+		}
+		return env.newState()
+	}
+	cfg := env.cfg
+	cfg.Rules4, cfg.Rules6 = rs4, rs6
+	ref, err := engine.Compile(cfg, state(), load)
 	if err != nil {
 		t.Fatal(err)
 	}
-	user, err := engine.Compile(cfg, nil, load)
+	user, err := engine.Compile(cfg, state(), load)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +93,10 @@ func diffCombined(t *testing.T, rs4, rs6 *rules.Ruleset, frames [][]byte, times 
 	for i, fr := range frames {
 		dec.Decode(fr, &p)
 		v := wr.Process(&p, times[i])
-		if err := f.SetTestClock(clock.Jiffies(times[i])); err != nil {
-			t.Fatal(err)
+		if timed {
+			if err := f.SetTestClock(clock.Jiffies(times[i])); err != nil {
+				t.Fatal(err)
+			}
 		}
 		ro := &ebpf.RunOptions{Data: fr, DataOut: out}
 		ret, err := f.Program.Run(ro)

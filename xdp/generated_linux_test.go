@@ -1,0 +1,71 @@
+//go:build linux
+
+package xdp
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/engine/jiffies"
+	"github.com/sluice-project/sluice/internal/difftest"
+	"github.com/sluice-project/sluice/internal/testnet"
+)
+
+var (
+	flagGenSeed  = flag.Int64("gen.seed", 0, "run TestCombinedGenerated for this seed only")
+	flagGenSeeds = flag.Int("gen.seeds", 60, "number of seeds TestCombinedGenerated runs (seeds 1..N)")
+)
+
+// TestCombinedGenerated runs the kernel differential's random rulesets,
+// sets and frames (internal/difftest: every match, target and chain shape
+// the generator knows, both families, malformed and truncated frames) in
+// the combined tier, against the engine alone, frame by frame. The
+// engine's side of those cases is checked against the kernel by
+// TestDifferential, so together they hold the program to the kernel too.
+func TestCombinedGenerated(t *testing.T) {
+	testnet.RequireForTest(t)
+	seeds := []int64{*flagGenSeed}
+	if *flagGenSeed == 0 {
+		seeds = seeds[:0]
+		for s := int64(1); s <= int64(*flagGenSeeds); s++ {
+			seeds = append(seeds, s)
+		}
+	}
+	const hz = jiffies.DefaultHZ
+	cfg := engine.Config{HZ: hz, InIface: testnet.BIfName,
+		LocalAddrs: []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}}
+	ran, tooLarge := 0, 0
+	for _, seed := range seeds {
+		c := difftest.GenerateCase(seed)
+		gen := difftest.GenerateFrames(seed, 400, len(c.Rules4) > 0, len(c.Rules6) > 0)
+		frames := make([][]byte, len(gen))
+		times := make([]int64, len(gen))
+		for i, f := range gen {
+			frames[i], times[i] = f.Data, f.Time
+		}
+		load := times[0]
+		ps, err := difftest.Parse(c, hz, load)
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		if _, err := Compile(ps.R4, ps.R6, CompileOptions{InIface: cfg.InIface, LocalAddrs: cfg.LocalAddrs,
+			RateLimits: RateLimitsAuto, XSKQueues: 1}); errors.Is(err, ErrTooLarge) {
+			tooLarge++
+			continue
+		}
+		env := combinedEnv{rs4: ps.R4, rs6: ps.R6, cfg: cfg,
+			newState: func() *engine.State { return engine.NewState(ps.Sets, hz) }}
+		ran++
+		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
+			diffCombinedWith(t, env, frames, times, load)
+		})
+	}
+	t.Logf("%d seeds in the combined tier, %d too large for one program", ran, tooLarge)
+	if ran == 0 {
+		t.Fatal("no generated case compiled")
+	}
+}
