@@ -133,7 +133,12 @@ func (p *parser) setMatch() MatchParser {
 	}
 	sm := newSimple(map[string]optFunc{
 		"match-set": matchSet,
-		"set":       matchSet,
+		"set": func(inv bool, a *Args) error {
+			if m.SetName != "" {
+				return a.Errorf("--set here belongs to -m set (its old name for --match-set), as iptables gives an option two loaded matches know to the one first loaded last; iptables-restore rejects this rule too: put -m recent's --set before the first -m set")
+			}
+			return matchSet(inv, a)
+		},
 		"return-nomatch": func(inv bool, a *Args) error {
 			m.Flags.ReturnNomatch = true
 			return nil

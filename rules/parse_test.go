@@ -281,6 +281,31 @@ func TestParseExtMatches(t *testing.T) {
 	}
 }
 
+// TestOptionOwner: an option two loaded matches know goes where iptables'
+// getopt table sends it: to the latest instance of the match whose first
+// -m is the most recent.
+func TestOptionOwner(t *testing.T) {
+	rs := mustParse(t, packet.FamilyIPv4, wrap(
+		"-A PREROUTING -m set --match-set allow src -m recent --name b --set",
+		"-A PREROUTING -m recent --name a --rcheck -m recent --name b --set -m set --match-set allow src"))
+	for i, r := range rs.Table("raw").Chain("PREROUTING").Rules {
+		var sets, sets2 int
+		for _, m := range r.Matches {
+			switch m := m.(type) {
+			case *rules.Set:
+				sets++
+			case *rules.Recent:
+				if m.Cfg.Set {
+					sets2++
+				}
+			}
+		}
+		if sets != 1 || sets2 != 1 {
+			t.Errorf("rule %d: %d set matches, %d recent --set; want 1 and 1", i, sets, sets2)
+		}
+	}
+}
+
 // TestCommaExpansion: iptables' do_command loops sources outermost,
 // destinations innermost, and every expanded rule keeps the line.
 func TestCommaExpansion(t *testing.T) {
@@ -541,6 +566,7 @@ func TestParseErrors(t *testing.T) {
 		{"string without algo", v4, r(`-A PREROUTING -m string --string x`), 5, 18, "string", "--algo"},
 		{"set without file", v4, r(`-A PREROUTING -m set --match-set nosuch src`), 5, 34, "nosuch", `no ipset named "nosuch"`},
 		{"set bad dir", v4, r(`-A PREROUTING -m set --match-set allow up`), 5, 40, "up", `direction "up"`},
+		{"--set after -m set", v4, r(`-A PREROUTING -m recent --name a --rcheck -m set --match-set allow src -m recent --name b --set`), 5, 91, "--set", "belongs to -m set"},
 		{"limit burst", v4, r(`-A PREROUTING -m limit --limit-burst 20000`), 5, 38, "20000", "not 0-10000"},
 		{"hashlimit no name", v4, r(`-A PREROUTING -m hashlimit --hashlimit-upto 5/s`), 5, 18, "hashlimit", "--hashlimit-name"},
 		{"recent two ops", v4, r(`-A PREROUTING -m recent --set --rcheck`), 5, 31, "--rcheck", "one of --set"},

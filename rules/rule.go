@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/sluice-project/sluice/packet"
@@ -16,6 +17,9 @@ type ruleBuilder struct {
 	seen    map[string]bool
 	matches []MatchParser
 	mnames  []token
+	// mkinds is each match's extension name; its order of first
+	// appearance decides which match an option both know goes to.
+	mkinds  []string
 	tgt     *targetParser
 	listTok token // the -s/-d word that holds a comma list, if any
 }
@@ -363,6 +367,7 @@ func (p *parser) matchOpt(b *ruleBuilder, t token, invert bool, a *Args) error {
 	}
 	b.matches = append(b.matches, mp)
 	b.mnames = append(b.mnames, nt)
+	b.mkinds = append(b.mkinds, name)
 	return nil
 }
 
@@ -374,9 +379,18 @@ func unsupportedMatch(name string) string {
 	return fmt.Sprintf("unsupported match %q", name)
 }
 
-// extOpt routes an option to the most recent match that knows it, then to
-// the target, then to the protocol's implicit match (`-p tcp --dport 80`
-// loads -m tcp, as iptables does).
+// extOpt routes an option to the target or a match that knows it, then
+// to the protocol's implicit match (`-p tcp --dport 80` loads -m tcp, as
+// iptables does).
+//
+// Which match, when several know the option, is iptables' getopt order:
+// an extension's options join the option table when it is first loaded in
+// the rule, in front of those loaded before (xtables_merge_options), and
+// a second -m of the same extension adds none and takes its options from
+// then on. So the option goes to the latest instance of the extension
+// whose first -m is the most recent: in `-m recent --rcheck -m set
+// --match-set A src -m recent --set`, --set is the set match's deprecated
+// alias of --match-set, and iptables-restore rejects the rule.
 func (p *parser) extOpt(b *ruleBuilder, t token, invert bool, a *Args) error {
 	name := strings.TrimPrefix(t.s, "--")
 	if name == t.s {
@@ -388,7 +402,7 @@ func (p *parser) extOpt(b *ruleBuilder, t token, invert bool, a *Args) error {
 			return err
 		}
 	}
-	for i := len(b.matches) - 1; i >= 0; i-- {
+	for _, i := range b.optionOrder() {
 		start := a.i
 		ok, err := b.matches[i].Option(name, invert, a)
 		if err != nil {
@@ -405,12 +419,34 @@ func (p *parser) extOpt(b *ruleBuilder, t token, invert bool, a *Args) error {
 			mp := p.newMatch(pname)
 			b.matches = append(b.matches, mp)
 			b.mnames = append(b.mnames, t)
+			b.mkinds = append(b.mkinds, pname)
 			if ok, err := mp.Option(name, invert, a); ok || err != nil {
 				return err
 			}
 		}
 	}
 	return p.errAt(t, "unknown option for the matches and target of this rule")
+}
+
+// optionOrder lists, for each extension among the rule's matches, the
+// index of its latest instance, the extension first loaded most recently
+// first (extOpt).
+func (b *ruleBuilder) optionOrder() []int {
+	var order []int
+	for i := len(b.mkinds) - 1; i >= 0; i-- {
+		k := b.mkinds[i]
+		if slices.Index(b.mkinds, k) != i {
+			continue // not k's first load
+		}
+		latest := i
+		for j := i + 1; j < len(b.mkinds); j++ {
+			if b.mkinds[j] == k {
+				latest = j
+			}
+		}
+		order = append(order, latest)
+	}
+	return order
 }
 
 func implicitMatch(proto uint8, fam packet.Family) string {

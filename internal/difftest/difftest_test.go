@@ -41,7 +41,7 @@ func hz(t testing.TB) uint64 {
 // accept every generated ruleset and set file: the generator only writes
 // rules iptables-restore accepts, so a rejection is a parser bug.
 func TestGeneratedRulesParse(t *testing.T) {
-	for seed := int64(1); seed <= 300; seed++ {
+	for seed := int64(1); seed <= 2000; seed++ {
 		c := GenerateCase(seed)
 		if _, err := Parse(c, jiffies.DefaultHZ, FrameStart); err != nil {
 			t.Errorf("seed %d: %v\n%s%s", seed, err, c.Rules4, c.Rules6)

@@ -279,9 +279,11 @@ func (g *ruleGen) rule(table, chain string, builtin bool, targets []string) {
 	if protoInv {
 		pnum = ""
 	}
+	var ms []string
 	for k := g.n(4); k > 0; k-- {
-		add(g.match(pnum, table, chain))
+		ms = append(ms, g.match(pnum, table, chain))
 	}
+	add(loadable(ms)...)
 	add(g.target(table, chain, builtin, targets))
 	line := "-A " + chain
 	for _, p := range parts {
@@ -290,6 +292,42 @@ func (g *ruleGen) rule(table, chain string, builtin bool, targets []string) {
 		}
 	}
 	g.printf("%s\n", strings.TrimRight(line, " "))
+}
+
+// loadable reorders a rule's matches so that iptables-restore takes it:
+// a recent --set after -m set, when -m recent came first, would be the set
+// match's --set (rules.extOpt explains iptables' choice), so then the set
+// matches go first. Other rules are left as generated.
+func loadable(ms []string) []string {
+	firstRecent, firstSet, recentSet := -1, -1, false
+	for i, m := range ms {
+		switch {
+		case strings.HasPrefix(m, "-m recent"):
+			if firstRecent < 0 {
+				firstRecent = i
+			}
+			recentSet = recentSet || firstSet >= 0 && strings.Contains(m, " --set")
+		case strings.HasPrefix(m, "-m set"):
+			if firstSet < 0 {
+				firstSet = i
+			}
+		}
+	}
+	if !recentSet || firstRecent > firstSet {
+		return ms
+	}
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		if strings.HasPrefix(m, "-m set") {
+			out = append(out, m)
+		}
+	}
+	for _, m := range ms {
+		if !strings.HasPrefix(m, "-m set") {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func (g *ruleGen) srcSpec() string {
