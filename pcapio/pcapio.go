@@ -65,6 +65,7 @@ type Reader struct {
 	ngLink []packet.LinkType
 	closer io.Closer
 	n      int
+	err    error // the first error Next returned: every later call returns it
 }
 
 // TruncatedError reports a capture that ends in the middle of a record.
@@ -138,8 +139,22 @@ func (r *Reader) Link() packet.LinkType { return r.link }
 
 // Next returns the next frame, its link type and its timestamp in
 // nanoseconds. The frame is valid until the next call. It returns io.EOF
-// at the end, and a *TruncatedError when the file is damaged.
+// at the end, and a *TruncatedError when the file is damaged; after an
+// error it returns the same error again.
 func (r *Reader) Next() ([]byte, packet.LinkType, int64, error) {
+	if r.err != nil {
+		return nil, 0, 0, r.err
+	}
+	data, lt, ts, err := r.next()
+	if err != nil {
+		r.err = err
+	}
+	return data, lt, ts, err
+}
+
+// next is Next without the sticky error: after damage the stream's
+// position means nothing, so what follows must not be read as frames.
+func (r *Reader) next() ([]byte, packet.LinkType, int64, error) {
 	var (
 		data []byte
 		ci   gopacket.CaptureInfo

@@ -108,3 +108,42 @@ func TestUnsupportedLinkType(t *testing.T) {
 		t.Fatal("802.11 capture accepted")
 	}
 }
+
+// FuzzReader: whatever the bytes, NewReader and Next return frames or an
+// error and never panic, and a reader that returned an error keeps
+// returning one (replay stops at the damage and reports it).
+func FuzzReader(f *testing.F) {
+	for _, lt := range []packet.LinkType{packet.LinkEthernet, packet.LinkRawIP, packet.LinkLinuxSLL2} {
+		var buf bytes.Buffer
+		w, err := NewWriter(&buf, lt, 0)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for i, fr := range framesForTest() {
+			if err := w.Write(fr, int64(1767225600e9+i*1500), len(fr)); err != nil {
+				f.Fatal(err)
+			}
+		}
+		if err := w.Flush(); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(buf.Bytes())
+		f.Add(buf.Bytes()[:buf.Len()-7])
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := NewReader(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		for i := 0; i < 1000; i++ {
+			fr, _, _, err := r.Next()
+			if err != nil {
+				if _, _, _, err2 := r.Next(); err2 == nil {
+					t.Fatalf("Next after %v returned a frame", err)
+				}
+				return
+			}
+			_ = fr
+		}
+	})
+}
