@@ -265,6 +265,7 @@ type RateLimitSpec struct {
 // LimitBucket is one limit rule's bucket: slot i of Limits.
 type LimitBucket struct {
 	Rule      *rules.Rule
+	Match     int    // the limit match's index in Rule.Matches
 	CreditCap uint32 // the initial (full) credit
 	Cost      uint32
 }
@@ -328,8 +329,12 @@ func isRateRef(ref string) bool {
 
 // rateGen is the generator's rate-limit state.
 type rateGen struct {
-	spec    *RateLimitSpec
-	limits  map[int32]int // rule index -> bucket slot
+	spec *RateLimitSpec
+	// limits maps a limit match to its bucket slot: one per match, as
+	// the kernel keeps one xt_rateinfo per match (a rule with two limit
+	// matches has two buckets), shared by every site the rule is
+	// inlined at.
+	limits  map[*rules.Limit]int
 	tables  map[string]*hlTableInfo
 	needsCB bool
 }
@@ -357,7 +362,7 @@ func (g *gen) hz() uint64 {
 // all, so that its state lives in one place.
 func (g *gen) scanRateLimits(rsets ...*rules.Ruleset) {
 	g.rl.tables = map[string]*hlTableInfo{}
-	g.rl.limits = map[int32]int{}
+	g.rl.limits = map[*rules.Limit]int{}
 	for _, rs := range rsets {
 		if rs == nil {
 			continue
@@ -457,11 +462,13 @@ func (g *gen) limitMatch(m *rules.Limit, fail string) string {
 	_, creditCap, cost := st.Credit()
 	cpj := limit.CreditsPerJiffy(hz)
 	rs := g.rateSpec()
-	slot, ok := g.rl.limits[g.cur]
+	slot, ok := g.rl.limits[m]
 	if !ok {
 		slot = len(rs.LimitRules)
-		g.rl.limits[g.cur] = slot
-		rs.LimitRules = append(rs.LimitRules, LimitBucket{Rule: g.spec.Rules[g.cur].Rule, CreditCap: creditCap, Cost: cost})
+		g.rl.limits[m] = slot
+		r := g.spec.Rules[g.cur].Rule
+		rs.LimitRules = append(rs.LimitRules, LimitBucket{Rule: r, Match: slices.Index(r.Matches, rules.Match(m)),
+			CreditCap: creditCap, Cost: cost})
 	}
 	g.readJiffies()
 	g.note("-m limit bucket %d: cap %d, cost %d, %d credits per jiffy (u32)", slot, creditCap, cost, cpj)

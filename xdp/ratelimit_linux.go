@@ -137,7 +137,7 @@ func (f *Filter) carryRateLimits(prev *Filter) error {
 	used := make([]bool, len(p.spec.LimitRules))
 	for i, b := range m.spec.LimitRules {
 		for j, o := range p.spec.LimitRules {
-			if used[j] || o.Rule.Text != b.Rule.Text || o.CreditCap != b.CreditCap || o.Cost != b.Cost {
+			if used[j] || o.Rule.Text != b.Rule.Text || o.Match != b.Match || o.CreditCap != b.CreditCap || o.Cost != b.Cost {
 				continue
 			}
 			used[j] = true

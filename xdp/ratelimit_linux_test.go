@@ -129,7 +129,7 @@ func verdicts(t *testing.T, rs *rules.Ruleset, frames [][]byte, times []int64, l
 const rateLimitRules = `*filter
 :INPUT ACCEPT [0:0]
 :LIM - [0:0]
--A INPUT -p udp -m limit --limit 3/sec --limit-burst 5 -j ACCEPT
+-A INPUT -p udp -m limit --limit 3/sec --limit-burst 5 -m limit --limit 2/sec --limit-burst 4 -j ACCEPT
 -A INPUT -p udp -j DROP
 -A INPUT -p tcp -m limit --limit 1/hour --limit-burst 119 -j ACCEPT
 -A INPUT -p tcp -j DROP
@@ -186,7 +186,8 @@ func mixedFrame(rng *rand.Rand) []byte {
 
 // TestRateLimitLimitDiff: -m limit in XDP, including the u32 overflow
 // quirk of 1/hour burst 119 (7 packets, not 119), a bucket shared by the
-// two inlined copies of a user chain, and refills across hours.
+// two inlined copies of a user chain, two limits in one rule (a bucket
+// each, as the kernel's), and refills across hours.
 func TestRateLimitLimitDiff(t *testing.T) {
 	testnet.RequireForTest(t)
 	rs := parse4(t, rateLimitRules)
@@ -209,8 +210,8 @@ func TestRateLimitLimitDiff(t *testing.T) {
 		frames, times = append(frames, tcp), append(times, now)
 	}
 	spec := diffRate(t, rs, frames, times, 0)
-	if spec.RateLimits == nil || len(spec.RateLimits.LimitRules) != 4 {
-		t.Fatalf("rate limits %+v, want 4 buckets", spec.RateLimits)
+	if spec.RateLimits == nil || len(spec.RateLimits.LimitRules) != 5 {
+		t.Fatalf("rate limits %+v, want 5 buckets", spec.RateLimits)
 	}
 	for _, b := range spec.RateLimits.LimitRules {
 		if strings.Contains(b.Rule.Text, "1/hour") && b.CreditCap/b.Cost != 7 {

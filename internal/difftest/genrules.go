@@ -73,13 +73,10 @@ add d6list d6ip
 add d6list d6net
 `
 
-// GotoFromBuiltin lets the generator write -g from a built-in chain. It
-// is off while the engine panics when a user chain entered that way falls
-// off its end (engine.runChain pops an empty stack; the kernel applies the
-// hook's policy, ipt_do_table's "stackidx == 0" branch): with it on, half
-// the seeds die on that one bug and test nothing else. The quirk case
-// goto-underflow keeps the bug in view; turn this on once it is fixed.
-var GotoFromBuiltin = false
+// GotoFromBuiltin lets the generator write -g from a built-in chain (a
+// user chain entered that way that falls off its end applies the hook's
+// policy: ipt_do_table's "stackidx == 0" branch; quirk case goto-underflow).
+var GotoFromBuiltin = true
 
 type setDef struct {
 	name string

@@ -18,15 +18,11 @@ import (
 var flagRecord = flag.Bool("quirks.record", false, "TestQuirksKernel: write each case's kernel.json from the live kernel instead of checking it")
 
 // knownQuirk lists quirk cases sluice gets wrong today (diagnosed bugs not
-// yet fixed). TestQuirks logs them instead of failing and says when one
-// starts to pass; TestQuirksKernel checks every case against the kernel
-// regardless, since it tests the recording, not sluice.
-var knownQuirk = map[string]string{
-	"goto-underflow":        "engine panics: runChain pops an empty stack at the end of a user chain entered by -g from a built-in chain",
-	"vlan0-then-100":        "a VID 0 tag followed by VID 100 is filtered as untagged; the kernel drops it before PREROUTING",
-	"ipv4-bad-options":      "engine lets packets whose options ip_rcv_options() refuses (bad RR length, LSRR) reach INPUT",
-	"zero-source-multicast": "engine drops 0.0.0.0 -> 224.0.0.1 before INPUT; ip_mc_validate_source() lets a zero source reach local multicast",
-}
+// yet fixed). TestQuirks logs them instead of failing, and fails when one
+// passes so that the entry goes (a stale one would hide a regression);
+// TestQuirksKernel checks every case against the kernel regardless, since
+// it tests the recording, not sluice.
+var knownQuirk = map[string]string{}
 
 // quirkRecord is a case's kernel.json.
 type quirkRecord struct {
@@ -97,7 +93,8 @@ func TestQuirks(t *testing.T) {
 			d := ingressOnly(report.Compare(rec.Kernel, sl))
 			switch {
 			case d.Equal && known:
-				t.Logf("%s is listed in knownQuirk (%s) but now passes: remove the entry", q.name, reason)
+				// A stale entry would hide a regression of this case.
+				t.Errorf("%s is listed in knownQuirk (%s) but now passes: remove the entry", q.name, reason)
 			case !d.Equal && known:
 				t.Logf("known mismatch (%s):\n%s", reason, FormatDiff(d))
 			case !d.Equal:
