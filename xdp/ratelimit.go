@@ -254,7 +254,7 @@ type RateLimitSpec struct {
 	TestClock bool
 	// Clock is the TestClock map: one u64, the jiffies the program sees.
 	Clock *ebpf.MapSpec
-	// Limits holds one bucket per limit rule compiled (LimitRules).
+	// Limits holds one bucket per limit match compiled (LimitRules).
 	Limits     *ebpf.MapSpec
 	LimitRules []LimitBucket
 	// GC holds one GC clock per hashlimit table (Tables).
@@ -262,7 +262,7 @@ type RateLimitSpec struct {
 	Tables []HashlimitTable
 }
 
-// LimitBucket is one limit rule's bucket: slot i of Limits.
+// LimitBucket is one limit match's bucket: slot i of Limits.
 type LimitBucket struct {
 	Rule      *rules.Rule
 	Match     int    // the limit match's index in Rule.Matches
