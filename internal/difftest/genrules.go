@@ -29,6 +29,34 @@ add d4net 198.51.100.0/24
 add d4net 198.51.100.4/30 nomatch
 add d4net 10.0.0.0/8
 add d4net 203.0.113.0/25
+create d4n1 hash:net family inet hashsize 1024 maxelem 65536
+add d4n1 198.51.100.0/25
+add d4n1 198.51.100.2 nomatch
+create d4n2 hash:net family inet hashsize 1024 maxelem 65536
+add d4n2 198.51.100.0/30
+add d4n2 10.1.0.0/16
+create d4n3 hash:net family inet hashsize 1024 maxelem 65536
+add d4n3 0.0.0.0/1
+add d4n3 10.0.0.0/8 nomatch
+add d4n3 10.1.2.3
+create d4n4 hash:net family inet hashsize 1024 maxelem 65536
+add d4n4 192.0.2.0/24
+add d4n4 203.0.113.0/24
+create d4n5 hash:net family inet hashsize 1024 maxelem 65536
+add d4n5 198.51.100.7
+add d4n5 198.51.100.0/28 nomatch
+add d4n5 198.0.0.0/8
+create d4n6 hash:net family inet hashsize 1024 maxelem 65536
+add d4n6 128.0.0.0/1
+add d4n6 224.0.0.0/4 nomatch
+create d4n7 hash:net family inet hashsize 1024 maxelem 65536
+add d4n7 198.51.100.4/31
+create d4n8 hash:net family inet hashsize 1024 maxelem 65536
+add d4n8 10.0.0.0/9
+add d4n8 203.0.113.64/26
+create d4n9 hash:net family inet hashsize 1024 maxelem 65536
+add d4n9 198.51.100.0/24 nomatch
+add d4n9 198.51.0.0/16
 create d4ipport hash:ip,port family inet hashsize 1024 maxelem 65536
 add d4ipport 198.51.100.2,tcp:80
 add d4ipport 198.51.100.2,udp:53
@@ -488,6 +516,11 @@ func (g *ruleGen) match(pnum, table, chain string) string {
 			}
 		}
 		d := pick(g, cands)
+		if d.name == "d4net" && g.p(60) {
+			// One of the other IPv4 hash:net sets: several on one
+			// address share grouped lookups (engine/ipset group4).
+			d.name = fmt.Sprintf("d4n%d", 1+g.n(9))
+		}
 		dims := d.dims
 		if g.p(10) {
 			dims = 1 + g.n(3) // fewer or more directions than the set has dimensions
@@ -523,6 +556,18 @@ func (g *ruleGen) match(pnum, table, chain string) string {
 			} else {
 				s += " --hashlimit-srcmask " + pick(g, []string{"24", "16", "32"})
 			}
+		}
+		if g.p(20) {
+			if g.v6 {
+				s += " --hashlimit-dstmask " + pick(g, []string{"64", "120"})
+			} else {
+				s += " --hashlimit-dstmask " + pick(g, []string{"24", "31"})
+			}
+		}
+		if g.p(30) {
+			// A full table hotdrops new flows (GC never runs within a
+			// case: it lasts well under the 1 s default interval).
+			s += " --hashlimit-htable-max " + pick(g, []string{"1", "2", "3", "8"})
 		}
 		return s + " --hashlimit-name " + name
 	case "recent":
