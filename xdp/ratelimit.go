@@ -330,11 +330,12 @@ func isRateRef(ref string) bool {
 // rateGen is the generator's rate-limit state.
 type rateGen struct {
 	spec *RateLimitSpec
-	// limits maps a limit match to its bucket slot: one per match, as
-	// the kernel keeps one xt_rateinfo per match (a rule with two limit
-	// matches has two buckets), shared by every site the rule is
-	// inlined at.
-	limits  map[*rules.Limit]int
+	// limits maps a limit match of a rule to its bucket slot: one per
+	// match of each rule, as the kernel keeps one xt_rateinfo per match
+	// of each entry (a rule with two limit matches has two buckets, and
+	// so has each rule a comma list expands to, though they share the
+	// parsed match), shared by every site the rule is inlined at.
+	limits  map[limitKey]int
 	tables  map[string]*hlTableInfo
 	needsCB bool
 }
@@ -345,6 +346,12 @@ type hlTableInfo struct {
 	reason  string           // why the table stays in userspace, or ""
 	idx     int              // index in spec.Tables once emitted, -1 before
 	fullCtr int              // its table-full counter slot
+}
+
+// limitKey names a limit bucket: the rule (spec.Rules index) and the match.
+type limitKey struct {
+	rule  int32
+	match *rules.Limit
 }
 
 func hlTableKey(name string, fam packet.Family) string { return name + "\x00" + fam.String() }
@@ -362,7 +369,7 @@ func (g *gen) hz() uint64 {
 // all, so that its state lives in one place.
 func (g *gen) scanRateLimits(rsets ...*rules.Ruleset) {
 	g.rl.tables = map[string]*hlTableInfo{}
-	g.rl.limits = map[*rules.Limit]int{}
+	g.rl.limits = map[limitKey]int{}
 	for _, rs := range rsets {
 		if rs == nil {
 			continue
@@ -462,10 +469,11 @@ func (g *gen) limitMatch(m *rules.Limit, fail string) string {
 	_, creditCap, cost := st.Credit()
 	cpj := limit.CreditsPerJiffy(hz)
 	rs := g.rateSpec()
-	slot, ok := g.rl.limits[m]
+	key := limitKey{g.cur, m}
+	slot, ok := g.rl.limits[key]
 	if !ok {
 		slot = len(rs.LimitRules)
-		g.rl.limits[m] = slot
+		g.rl.limits[key] = slot
 		r := g.spec.Rules[g.cur].Rule
 		rs.LimitRules = append(rs.LimitRules, LimitBucket{Rule: r, Match: slices.Index(r.Matches, rules.Match(m)),
 			CreditCap: creditCap, Cost: cost})

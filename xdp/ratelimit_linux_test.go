@@ -136,7 +136,7 @@ const rateLimitRules = `*filter
 -A INPUT -p icmp -j LIM
 -A INPUT -p icmp -s 10.0.0.0/8 -j LIM
 -A INPUT -p icmp -j ACCEPT
--A INPUT -m limit --limit 10000/sec --limit-burst 2 -j ACCEPT
+-A INPUT -s 10.0.0.0/8,0.0.0.0/0 -m limit --limit 10000/sec --limit-burst 2 -j ACCEPT
 -A INPUT -j DROP
 -A LIM -m limit --limit 50/sec --limit-burst 3 -j RETURN
 -A LIM -j DROP
@@ -186,8 +186,9 @@ func mixedFrame(rng *rand.Rand) []byte {
 
 // TestRateLimitLimitDiff: -m limit in XDP, including the u32 overflow
 // quirk of 1/hour burst 119 (7 packets, not 119), a bucket shared by the
-// two inlined copies of a user chain, two limits in one rule (a bucket
-// each, as the kernel's), and refills across hours.
+// two inlined copies of a user chain, two limits in one rule and the two
+// rules a comma list expands to (a bucket each, as the kernel's), and
+// refills across hours.
 func TestRateLimitLimitDiff(t *testing.T) {
 	testnet.RequireForTest(t)
 	rs := parse4(t, rateLimitRules)
@@ -210,8 +211,8 @@ func TestRateLimitLimitDiff(t *testing.T) {
 		frames, times = append(frames, tcp), append(times, now)
 	}
 	spec := diffRate(t, rs, frames, times, 0)
-	if spec.RateLimits == nil || len(spec.RateLimits.LimitRules) != 5 {
-		t.Fatalf("rate limits %+v, want 5 buckets", spec.RateLimits)
+	if spec.RateLimits == nil || len(spec.RateLimits.LimitRules) != 6 {
+		t.Fatalf("rate limits %+v, want 6 buckets", spec.RateLimits)
 	}
 	for _, b := range spec.RateLimits.LimitRules {
 		if strings.Contains(b.Rule.Text, "1/hour") && b.CreditCap/b.Cost != 7 {

@@ -580,20 +580,39 @@ func (g *ruleGen) match(pnum, table, chain string) string {
 			s += " " + inv(15) + "--rcheck"
 			if g.p(60) {
 				s += " --seconds 3600"
+				if g.p(25) {
+					s += " --reap" // xt_recent wants --seconds with it
+				}
 			}
 			if g.p(50) {
 				s += " --hitcount " + pick(g, []string{"1", "2", "3", "5"})
 			}
+			if g.p(20) {
+				s += " --rttl"
+			}
 		case 2:
 			s += " " + inv(15) + "--update --seconds 86400"
+			if g.p(25) {
+				s += " --reap"
+			}
 			if g.p(50) {
 				s += " --hitcount " + pick(g, []string{"2", "4"})
+			}
+			if g.p(20) {
+				s += " --rttl"
 			}
 		default:
 			s += " --remove"
 		}
 		if g.p(30) {
 			s += " --rdest"
+		}
+		if g.p(20) {
+			if g.v6 {
+				s += " --mask " + pick(g, []string{"ffff:ffff:ffff:ffff::", "ffff:ffff:ffff::"})
+			} else {
+				s += " --mask " + pick(g, []string{"255.255.255.0", "255.255.0.0"})
+			}
 		}
 		return s
 	}
