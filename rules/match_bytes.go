@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"strconv"
 
 	"github.com/sluice-project/sluice/engine/cbpf"
 	"github.com/sluice-project/sluice/engine/strmatch"
@@ -100,7 +99,7 @@ func stringMatch() MatchParser {
 			if err != nil {
 				return err
 			}
-			n, err := strconv.ParseUint(v, 10, 16)
+			n, err := parseCUint(v, 16)
 			if err != nil {
 				return a.Errorf("offset %q is not 0-65535", v)
 			}

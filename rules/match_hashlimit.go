@@ -40,7 +40,7 @@ func (p *parser) hashlimitMatch() MatchParser {
 			if err != nil {
 				return err
 			}
-			n, err := strconv.ParseUint(v, 10, 32)
+			n, err := parseCUint(v, 32)
 			if err != nil {
 				return a.Errorf("--hashlimit-%s %q is not a number", key, v)
 			}
@@ -116,7 +116,7 @@ func (p *parser) hashlimitMatch() MatchParser {
 			return nil, err
 		}
 		cfg.Avg, cfg.Bytes, cfg.Above, cfg.RateMatch = avg, bytes, above, rateMatch
-		if burst != "" {
+		if sm.seen["hashlimit-burst"] {
 			if cfg.Burst, err = hashlimit.ParseBurst(burst, avg, bytes); err != nil {
 				return nil, err
 			}
@@ -150,7 +150,7 @@ func (p *parser) hashlimitMatch() MatchParser {
 		if e, ok := numbers["htable-expire"]; ok {
 			cfg.Expire = e
 		} else {
-			cfg.Expire = hashlimit.DefaultExpire(mult, bytes, burst != "")
+			cfg.Expire = hashlimit.DefaultExpire(mult, bytes, sm.seen["hashlimit-burst"])
 		}
 		ram := p.opt.TotalRAM
 		if ram == 0 {

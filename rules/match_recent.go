@@ -3,7 +3,6 @@ package rules
 import (
 	"fmt"
 	"net/netip"
-	"strconv"
 
 	"github.com/sluice-project/sluice/engine/recent"
 	"github.com/sluice-project/sluice/packet"
@@ -40,7 +39,7 @@ func (p *parser) recentMatch() MatchParser {
 			if err != nil {
 				return err
 			}
-			n, err := strconv.ParseUint(v, 10, 32)
+			n, err := parseCUint(v, 32)
 			if err != nil {
 				return a.Errorf("%q is not a number", v)
 			}
@@ -50,11 +49,20 @@ func (p *parser) recentMatch() MatchParser {
 	}
 	maskSet := false
 	sm := newSimple(map[string]optFunc{
-		"set":      op(&cfg.Set),
-		"rcheck":   op(&cfg.Check),
-		"update":   op(&cfg.Update),
-		"remove":   op(&cfg.Remove),
-		"seconds":  u32opt(&cfg.Seconds),
+		"set":    op(&cfg.Set),
+		"rcheck": op(&cfg.Check),
+		"update": op(&cfg.Update),
+		"remove": op(&cfg.Remove),
+		"seconds": func(inv bool, a *Args) error {
+			// libxt_recent: XTTYPE_UINT32 with min 1.
+			if err := u32opt(&cfg.Seconds)(inv, a); err != nil {
+				return err
+			}
+			if cfg.Seconds == 0 {
+				return a.Errorf("--seconds must be at least 1")
+			}
+			return nil
+		},
 		"hitcount": u32opt(&cfg.Hitcount),
 		"reap":     func(inv bool, a *Args) error { cfg.Reap = true; return nil },
 		"rttl":     func(inv bool, a *Args) error { cfg.RTTL = true; return nil },
@@ -76,8 +84,9 @@ func (p *parser) recentMatch() MatchParser {
 			if err != nil {
 				return err
 			}
-			m, err := netip.ParseAddr(v)
-			if err != nil || m.Is4() != (p.opt.Family == packet.FamilyIPv4) {
+			// XTTYPE_HOST: the numeric forms, then the resolver's.
+			m, ok := parseNumericAddr(v, p.opt.Family, true)
+			if !ok {
 				return a.Errorf("--mask %q is not an address of this family", v)
 			}
 			cfg.Mask, cfg.MaskGiven, maskSet = m, true, true

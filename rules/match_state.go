@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/sluice-project/sluice/engine/ipset"
@@ -43,7 +42,7 @@ func (p *parser) limitMatch() MatchParser {
 			if err != nil {
 				return err
 			}
-			n, err := strconv.ParseUint(v, 10, 32)
+			n, err := parseCUint(v, 32)
 			if err != nil || n > 10000 {
 				return a.Errorf("--limit-burst %q is not 0-10000", v)
 			}
@@ -82,7 +81,7 @@ func (p *parser) setMatch() MatchParser {
 			if err != nil {
 				return err
 			}
-			n, err := strconv.ParseUint(v, 10, 64)
+			n, err := parseCUint(v, 64)
 			if err != nil {
 				return a.Errorf("counter value %q is not a number", v)
 			}

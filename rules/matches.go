@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 
 	"github.com/sluice-project/sluice/packet"
@@ -152,7 +151,7 @@ func tcpMatch() MatchParser {
 			if err != nil {
 				return err
 			}
-			n, err := strconv.ParseUint(v, 10, 8)
+			n, err := parseCUint(v, 8)
 			if err != nil || n == 0 {
 				return a.Errorf("bad TCP option %q: 1-255", v)
 			}
@@ -283,14 +282,14 @@ func lengthMatch() MatchParser {
 				return err
 			}
 			lo, hi, isRange := strings.Cut(v, ":")
-			pl, err1 := strconv.ParseUint(lo, 10, 16)
+			pl, err1 := parseCUint(lo, 16)
 			ph := pl
 			var err2 error
 			if isRange {
 				if hi == "" {
 					ph = 0xFFFF
 				} else {
-					ph, err2 = strconv.ParseUint(hi, 10, 16)
+					ph, err2 = parseCUint(hi, 16)
 				}
 				if lo == "" {
 					pl, err1 = 0, nil
@@ -300,7 +299,13 @@ func lengthMatch() MatchParser {
 				return a.Errorf("invalid length %q", v)
 			}
 			if pl > ph {
-				return a.Errorf("length range %q is reversed", v)
+				// libxt_length takes it; length_mt then never matches
+				// (always, with !).
+				what := "never matches"
+				if inv {
+					what = "matches every packet"
+				}
+				a.p.warn(a.p.line, "--length %s is reversed: the match %s, as in the kernel", v, what)
 			}
 			m.Min, m.Max, m.Invert, seen = uint16(pl), uint16(ph), inv, true
 			return nil
@@ -329,7 +334,7 @@ func ttlMatch(v6 bool) MatchParser {
 			if err != nil {
 				return err
 			}
-			n, err := strconv.ParseUint(v, 10, 8)
+			n, err := parseCUint(v, 8)
 			if err != nil {
 				return a.Errorf("invalid %s value %q", pfx, v)
 			}
@@ -365,9 +370,11 @@ func iprangeMatch(fam packet.Family) MatchParser {
 			if !ok {
 				hs = ls
 			}
-			l, err1 := netip.ParseAddr(ls)
-			h, err2 := netip.ParseAddr(hs)
-			if err1 != nil || err2 != nil || l.Is4() != (fam == packet.FamilyIPv4) || h.Is4() != (fam == packet.FamilyIPv4) {
+			// iprange_parse_spec: xtables_numeric_to_ipaddr (short
+			// forms, C numbers) or inet_pton for IPv6, no resolver.
+			l, ok1 := parseAddrForm(ls, fam, true, false)
+			h, ok2 := parseAddrForm(hs, fam, true, false)
+			if !ok1 || !ok2 {
 				return a.Errorf("invalid address range %q", v)
 			}
 			*lo, *hi, *has, *inv = l, h, true, i
@@ -403,7 +410,7 @@ func dscpMatch() MatchParser {
 			if err != nil {
 				return err
 			}
-			n, err := strconv.ParseUint(v, 0, 8)
+			n, err := parseCUint(v, 8)
 			if err != nil || n > 63 {
 				return a.Errorf("DSCP %q is not 0-63", v)
 			}
@@ -453,13 +460,13 @@ func tosMatch() MatchParser {
 				m.Value, m.Mask = n, 0x3f
 			} else {
 				vs, ms, hasMask := strings.Cut(v, "/")
-				val, err := strconv.ParseUint(vs, 0, 8)
+				val, err := parseCUint(vs, 8)
 				if err != nil {
 					return a.Errorf("invalid TOS %q", v)
 				}
 				mask := uint64(0xff)
 				if hasMask {
-					if mask, err = strconv.ParseUint(ms, 0, 8); err != nil {
+					if mask, err = parseCUint(ms, 8); err != nil {
 						return a.Errorf("invalid TOS mask %q", v)
 					}
 				}
@@ -535,6 +542,7 @@ func macMatch() MatchParser {
 
 func commentMatch() MatchParser {
 	m := &Comment{}
+	given := false
 	sm := newSimple(map[string]optFunc{
 		"comment": func(inv bool, a *Args) error {
 			v, err := a.Next()
@@ -544,10 +552,15 @@ func commentMatch() MatchParser {
 			if len(v) > 255 {
 				return a.Errorf("comment longer than 255 characters")
 			}
-			m.Text = v
+			m.Text, given = v, true
 			return nil
 		},
-	}, func() (Match, error) { return m, nil })
+	}, func() (Match, error) {
+		if !given {
+			return nil, fmt.Errorf("comment needs --comment") // XTOPT_MAND in libxt_comment
+		}
+		return m, nil
+	})
 	sm.noInvert["comment"] = true
 	return sm
 }

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -18,7 +19,7 @@ func ProtoByName(s string) (uint8, bool) {
 	if n, ok := protoNames[s]; ok {
 		return n, true
 	}
-	v, err := strconv.ParseUint(s, 10, 8)
+	v, err := parseCUint(s, 8)
 	if err != nil {
 		return 0, false
 	}
@@ -54,7 +55,7 @@ var serviceNames = map[string]uint16{
 
 // ParsePort parses a port number or service name.
 func ParsePort(s string) (uint16, bool) {
-	if v, err := strconv.ParseUint(s, 10, 16); err == nil {
+	if v, err := parseCUint(s, 16); err == nil {
 		return uint16(v), true
 	}
 	p, ok := serviceNames[strings.ToLower(s)]
@@ -81,10 +82,9 @@ func ParsePortRange(s string) (PortRange, bool) {
 			return r, false
 		}
 	}
-	if r.Min > r.Max {
-		r.Min, r.Max = r.Max, r.Min
-	}
-	return r, true
+	// libxt_tcp, libxt_udp and libxt_multiport refuse a range whose
+	// start is past its end.
+	return r, r.Min <= r.Max
 }
 
 type icmpName struct {
@@ -148,16 +148,28 @@ func parseICMPType(s string, v6 bool) (typ, cmin, cmax uint8, ok bool) {
 		}
 	}
 	ts, cs, hasCode := strings.Cut(s, "/")
-	t, err := strconv.ParseUint(ts, 10, 8)
+	t, err := parseCUint(ts, 8)
 	if err != nil {
 		return 0, 0, 0, false
 	}
 	if !hasCode {
 		return uint8(t), 0, 0xFF, true
 	}
-	c, err := strconv.ParseUint(cs, 10, 8)
+	c, err := parseCUint(cs, 8)
 	if err != nil {
 		return 0, 0, 0, false
 	}
 	return uint8(t), uint8(c), uint8(c), true
+}
+
+// parseCUint reads an unsigned number as iptables' extensions do
+// (xtables_strtoui and the XTTYPE_UINT* options: strtoul with base 0), so
+// "010" is 8 and "0x10" is 16, and checks it fits bitSize bits. A number
+// in a rules file means what it means to iptables-restore.
+func parseCUint(s string, bitSize int) (uint64, error) {
+	n, ok := cNumber(s)
+	if !ok || bitSize < 64 && n >= 1<<bitSize {
+		return 0, fmt.Errorf("%q is not a number of %d bits", s, bitSize)
+	}
+	return n, nil
 }

@@ -73,11 +73,31 @@ func TestParseMatches(t *testing.T) {
 		{v4, "-A PREROUTING -s 10.1.2.3/8 -j DROP", func(r *rules.Rule) any { return r.Src },
 			rules.AddrMask{Addr: a("10.0.0.0"), Mask: a("255.0.0.0"), Bits: 8, Set: true}},
 		{v4, "-A PREROUTING ! -s 10.0.0.0/8", func(r *rules.Rule) any { return r.Src.Invert }, true},
-		{v4, "-A PREROUTING -s ! 10.0.0.0/8", func(r *rules.Rule) any { return r.Src.Invert }, true},
 		{v4, "-A PREROUTING -d 10.0.0.1/255.0.255.0", func(r *rules.Rule) any { return r.Dst },
 			rules.AddrMask{Addr: a("10.0.0.0"), Mask: a("255.0.255.0"), Bits: -1, Set: true}},
 		{v4, "-A PREROUTING -d 1.2.3.4", func(r *rules.Rule) any { return r.Dst.Bits }, 32},
 		{v4, "-A PREROUTING -s 0.0.0.0/0", func(r *rules.Rule) any { return r.Src.Mask }, a("0.0.0.0")},
+		// xtables_ipparse_any: with a zero mask the address is ignored.
+		{v4, "-A PREROUTING -s any/0", func(r *rules.Rule) any { return r.Src.Addr }, a("0.0.0.0")},
+		{v6, "-A PREROUTING -s 0.0.0.0/0", func(r *rules.Rule) any { return r.Src.Addr }, a("::")},
+		// Numbers as iptables 1.8.9 reads them (xtables_numeric_to_ipaddr,
+		// then the resolver's inet_aton): octal, hex, short forms; each
+		// checked against iptables-legacy-save's output.
+		{v4, "-A PREROUTING -s 010.0.0.0x1", func(r *rules.Rule) any { return r.Src.Addr }, a("8.0.0.1")},
+		{v4, "-A PREROUTING -d 65536", func(r *rules.Rule) any { return r.Dst.Addr }, a("0.1.0.0")},
+		{v4, "-A PREROUTING -d 0", func(r *rules.Rule) any { return [2]any{r.Dst.Addr, r.Dst.Bits} }, [2]any{a("0.0.0.0"), 32}},
+		{v4, "-A PREROUTING -d 127.1", func(r *rules.Rule) any { return r.Dst.Addr }, a("127.1.0.0")},
+		{v4, "-A PREROUTING -d 1.65536", func(r *rules.Rule) any { return r.Dst.Addr }, a("1.1.0.0")},
+		{v4, "-A PREROUTING -s 1.2.3.4/010", func(r *rules.Rule) any { return [2]any{r.Src.Addr, r.Src.Bits} }, [2]any{a("1.0.0.0"), 8}},
+		{v4, "-A PREROUTING -m iprange --src-range 010.0.0.1-1.2.3", func(r *rules.Rule) any {
+			m := r.Matches[0].(*rules.IPRange)
+			return [2]netip.Addr{m.SrcMin, m.SrcMax}
+		}, [2]netip.Addr{a("8.0.0.1"), a("1.2.3.0")}},
+		{v4, "-A PREROUTING -m iprange --dst-range 0", func(r *rules.Rule) any {
+			m := r.Matches[0].(*rules.IPRange)
+			return [2]netip.Addr{m.DstMin, m.DstMax}
+		}, [2]netip.Addr{a("0.0.0.0"), a("0.0.0.0")}},
+		{v4, "-A PREROUTING -d 10.0.0.1/255.0.0.0377", func(r *rules.Rule) any { return r.Dst.Mask }, a("255.0.0.255")},
 		{v6, "-A PREROUTING -s 2001:db8::1/32", func(r *rules.Rule) any { return r.Src.Addr }, a("2001:db8::")},
 		{v4, "-A PREROUTING -p tcp", func(r *rules.Rule) any { return [3]any{r.Proto, r.ProtoInv, r.ProtoGiven} }, [3]any{uint8(6), false, true}},
 		{v4, "-A PREROUTING ! -p udp", func(r *rules.Rule) any { return [2]any{r.Proto, r.ProtoInv} }, [2]any{uint8(17), true}},
@@ -98,9 +118,7 @@ func TestParseMatches(t *testing.T) {
 			&rules.TCP{Src: rules.PortRange{0, 65535}, Dst: rules.PortRange{80, 80}, HasDst: true}},
 		{v4, "-A PREROUTING -p tcp -m tcp --sport 1024: ! --dport :1023", func(r *rules.Rule) any { return r.Matches[0] },
 			&rules.TCP{Src: rules.PortRange{1024, 65535}, Dst: rules.PortRange{0, 1023}, HasSrc: true, HasDst: true, DstInv: true}},
-		{v4, "-A PREROUTING -p tcp --dport 2000:1000", func(r *rules.Rule) any { return r.Matches[0].(*rules.TCP).Dst }, rules.PortRange{1000, 2000}},
 		{v4, "-A PREROUTING -p tcp --dport https", func(r *rules.Rule) any { return r.Matches[0].(*rules.TCP).Dst }, rules.PortRange{443, 443}},
-		{v4, "-A PREROUTING -p tcp --dport ! 22", func(r *rules.Rule) any { return r.Matches[0].(*rules.TCP).DstInv }, true},
 		{v4, "-A PREROUTING -p tcp --syn", func(r *rules.Rule) any {
 			m := r.Matches[0].(*rules.TCP)
 			return [3]any{m.FlagMask, m.FlagComp, m.FlagsInv}
@@ -525,8 +543,20 @@ func TestParseErrors(t *testing.T) {
 		{"-f in v6", v6, r("-A PREROUTING -f"), 5, 15, "-f", "-f is IPv4 only"},
 		{"-f twice", v4, r("-A PREROUTING -f -f"), 5, 18, "-f", "-f given twice"},
 		{"double negation", v4, r("-A PREROUTING ! ! -s 1.1.1.1"), 5, 17, "!", "double negation"},
-		{"old double negation", v4, r("-A PREROUTING ! -s ! 1.1.1.1"), 5, 20, "!", "double negation"},
+		{"old double negation", v4, r("-A PREROUTING ! -s ! 1.1.1.1"), 5, 20, "!", "intrapositioned negation"},
 		{"dangling !", v4, r("-A PREROUTING -j DROP !"), 5, 23, "!", "! must come before"},
+		{"intrapositioned ! on -s", v4, r("-A PREROUTING -s ! 10.0.0.0/8"), 5, 18, "!", "write ! -s VALUE"},
+		{"intrapositioned ! on --dport", v4, r("-A PREROUTING -p tcp --dport ! 22"), 5, 30, "!", "old intrapositioned negation"},
+		{"intrapositioned ! on -p", v4, r("-A PREROUTING -p ! 47"), 5, 18, "!", "iptables-restore refuses"},
+		{"comment without --comment", v4, r("-A PREROUTING -m comment -j DROP"), 5, 18, "comment", "needs --comment"},
+		{"nflog group over u16", v4, r("-A PREROUTING -j NFLOG --nflog-group 65536"), 5, 38, "65536", "from 0 to 65535"},
+		{"nflog range and size", v4, r("-A PREROUTING -j NFLOG --nflog-range 1 --nflog-size 2"), 5, 40, "--nflog-size", "cannot go together"},
+		{"port range backwards", v4, r("-A PREROUTING -p tcp --dport 2000:1000"), 5, 30, "2000:1000", "invalid port"},
+		{"multiport range backwards", v4, r("-A PREROUTING -p udp -m multiport --dports 53,2000:1000"), 5, 44, "53,2000:1000", "port"},
+		{"address part over 255", v4, r("-A PREROUTING -s 256.0.0.1"), 5, 18, "256.0.0.1", "bad address"},
+		{"host name", v4, r("-A PREROUTING -s example.com"), 5, 18, "example.com", "no host names"},
+		{"IPv6 in IPv4", v4, r("-A PREROUTING -s ::1"), 5, 18, "::1", "not an IPv4 address"},
+		{"short mask form", v4, r("-A PREROUTING -s 1.2.3.4/255.0"), 5, 18, "1.2.3.4/255.0", "invalid mask"},
 		{"! -m", v4, r("-A PREROUTING ! -m tcp"), 5, 17, "-m", "cannot negate -m"},
 		{"! -j", v4, r("-A PREROUTING ! -j DROP"), 5, 17, "-j", "cannot negate a target"},
 		{"two targets", v4, r("-A PREROUTING -j DROP -j ACCEPT"), 5, 23, "-j", "one target"},
@@ -546,7 +576,6 @@ func TestParseErrors(t *testing.T) {
 		{"bad log level", v4, r("-A PREROUTING -j LOG --log-level 9"), 5, 34, "9", "log level"},
 		{"ttl-lt negated", v4, r("-A PREROUTING -m ttl ! --ttl-lt 5"), 5, 24, "--ttl-lt", "--ttl-lt cannot be negated"},
 		{"ttl without op", v4, r("-A PREROUTING -m ttl"), 5, 18, "ttl", "ttl needs --ttl-eq"},
-		{"length reversed", v4, r("-A PREROUTING -m length --length 100:50"), 5, 34, "100:50", "reversed"},
 		{"dscp too big", v4, r("-A PREROUTING -m dscp --dscp 64"), 5, 30, "64", "not 0-63"},
 		{"unknown dscp class", v4, r("-A PREROUTING -m dscp --dscp-class XX"), 5, 36, "XX", "unknown DSCP class"},
 		{"bad pkttype", v4, r("-A PREROUTING -m pkttype --pkt-type anycast"), 5, 37, "anycast", "unknown packet type"},
@@ -610,6 +639,18 @@ func TestParseErrors(t *testing.T) {
 			}
 			checkErr(t, err, tt.line, tt.col, tt.word, tt.msg)
 		})
+	}
+}
+
+// TestReversedLength: libxt_length takes --length 100:50, and the kernel
+// then never matches it; sluice takes it too, and says so.
+func TestReversedLength(t *testing.T) {
+	rs := mustParse(t, packet.FamilyIPv4, wrap("-A PREROUTING -m length --length 100:50", "-A PREROUTING -m length ! --length 9:1"))
+	if len(rs.Warnings) != 2 || !strings.Contains(rs.Warnings[0].Msg, "never matches") || !strings.Contains(rs.Warnings[1].Msg, "every packet") {
+		t.Errorf("warnings %v", rs.Warnings)
+	}
+	if m := rs.Table("raw").Chain("PREROUTING").Rules[0].Matches[0].(*rules.Length); m.Min != 100 || m.Max != 50 {
+		t.Errorf("length %+v", m)
 	}
 }
 

@@ -150,16 +150,14 @@ func (p *parser) once(b *ruleBuilder, t token, key string) error {
 	return nil
 }
 
-// oldInvert accepts the deprecated `--opt ! value` form.
+// oldInvert refuses the old `--opt ! value` form (intrapositioned
+// negation): iptables deprecated it in 1.4.3, and 1.8 takes the "!" as
+// the value ("unknown protocol "!"", "Bad argument"), so the file does
+// not load. A "!" followed by another option negates that option, not
+// this one's value (`--syn ! --tcp-option 4`), and is left alone.
 func oldInvert(a *Args, invert bool) (bool, error) {
-	// A "!" followed by another option negates that option, not this
-	// one's value: `--syn ! --tcp-option 4`.
 	if a.i < len(a.toks) && a.toks[a.i].s == "!" && (a.i+1 >= len(a.toks) || !strings.HasPrefix(a.toks[a.i+1].s, "-")) {
-		if invert {
-			return false, a.p.errAt(a.toks[a.i], "double negation is not allowed")
-		}
-		a.i++
-		return true, nil
+		return false, a.p.errAt(a.toks[a.i], fmt.Sprintf("%s ! VALUE is the old intrapositioned negation, which iptables-restore refuses: write ! %s VALUE", a.opt.s, a.opt.s))
 	}
 	return invert, nil
 }
@@ -204,31 +202,30 @@ func (p *parser) addrOpt(b *ruleBuilder, t token, invert bool, a *Args) error {
 }
 
 // ParseAddrMask parses ADDR, ADDR/LEN or ADDR/MASK for the family, with
-// the host bits cleared as iptables clears them.
+// the host bits cleared as iptables clears them. As in iptables'
+// xtables_ipparse_any, a zero mask makes any address mean "anywhere"
+// ("any/0"), and an IPv4 address may be written as iptables reads it
+// (parts in decimal, octal with a leading 0, or hex, "010.0.0.1" being
+// 8.0.0.1; short forms: see parseNumericAddr). Host names are refused:
+// resolving them would make the rules depend on DNS at load time.
 func ParseAddrMask(s string, fam packet.Family) (AddrMask, error) {
 	addrS, maskS, hasMask := strings.Cut(s, "/")
-	addr, err := netip.ParseAddr(addrS)
-	if err != nil || addr.Zone() != "" {
-		return AddrMask{}, fmt.Errorf("bad address %q: sluice needs numeric addresses (no host names)", addrS)
+	size := 32
+	if fam == packet.FamilyIPv6 {
+		size = 128
 	}
-	if fam == packet.FamilyIPv4 && !addr.Is4() {
-		return AddrMask{}, fmt.Errorf("%q is not an IPv4 address", addrS)
-	}
-	if fam == packet.FamilyIPv6 && !addr.Is6() {
-		return AddrMask{}, fmt.Errorf("%q is not an IPv6 address", addrS)
-	}
-	size := addr.BitLen()
 	bits := size
 	var mask netip.Addr
 	if hasMask {
-		if n, ok := atoiStrict(maskS); ok {
-			if n < 0 || n > size {
+		if n, ok := cNumber(maskS); ok && !strings.Contains(maskS, ".") {
+			// xtables_strtoui with base 0, as parse_ipmask reads it.
+			if n > uint64(size) {
 				return AddrMask{}, fmt.Errorf("invalid mask length %q", maskS)
 			}
-			bits = n
+			bits = int(n)
 		} else {
-			m, err := netip.ParseAddr(maskS)
-			if err != nil || m.BitLen() != size {
+			m, ok := parseNumericAddr(maskS, fam, false)
+			if !ok {
 				return AddrMask{}, fmt.Errorf("invalid mask %q", maskS)
 			}
 			mask = m
@@ -238,6 +235,20 @@ func ParseAddrMask(s string, fam packet.Family) (AddrMask, error) {
 	if !mask.IsValid() {
 		mask = prefixMask(bits, size)
 	}
+	if mask == prefixMask(0, size) {
+		return AddrMask{Addr: mask, Mask: mask, Bits: 0, Set: true}, nil
+	}
+	addr, ok := parseNumericAddr(addrS, fam, true)
+	if !ok {
+		other := packet.FamilyIPv6
+		if fam == packet.FamilyIPv6 {
+			other = packet.FamilyIPv4
+		}
+		if _, ok := parseNumericAddr(addrS, other, false); ok {
+			return AddrMask{}, fmt.Errorf("%q is not an %s address", addrS, map[packet.Family]string{packet.FamilyIPv4: "IPv4", packet.FamilyIPv6: "IPv6"}[fam])
+		}
+		return AddrMask{}, fmt.Errorf("bad address %q: sluice needs numeric addresses (no host names)", addrS)
+	}
 	ab, mb := addr.AsSlice(), mask.AsSlice()
 	for i := range ab {
 		ab[i] &= mb[i]
@@ -246,16 +257,101 @@ func ParseAddrMask(s string, fam packet.Family) (AddrMask, error) {
 	return AddrMask{Addr: addr, Mask: mask, Bits: bits, Set: true}, nil
 }
 
-func atoiStrict(s string) (int, bool) {
-	if s == "" || len(s) > 3 {
+// parseNumericAddr reads an address of the family as iptables does
+// without a name server: IPv6 as inet_pton; IPv4 as
+// xtables_numeric_to_ipaddr (up to four parts, each a C number at most
+// 255: decimal, 0-prefixed octal or 0x hex; missing parts are zero on the
+// right, "10.1" being the network 10.1.0.0) and, when that fails and
+// resolve is set, as the resolver's inet_aton reads it ("65536" is
+// 0.1.0.0: the last part fills the bytes left). A mask (resolve false)
+// needs all four parts, as xtables_numeric_to_ipmask does.
+func parseNumericAddr(s string, fam packet.Family, resolve bool) (netip.Addr, bool) {
+	return parseAddrForm(s, fam, resolve, resolve)
+}
+
+// parseAddrForm is parseNumericAddr with the short forms (short) and the
+// resolver's fallback (resolve) chosen apart: libxt_iprange takes the
+// short forms but no resolver.
+func parseAddrForm(s string, fam packet.Family, short, resolve bool) (netip.Addr, bool) {
+	if fam == packet.FamilyIPv6 {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return netip.Addr{}, false
+		}
+		return a, true
+	}
+	parts := strings.Split(s, ".")
+	if len(parts) > 4 || !short && len(parts) != 4 {
+		return netip.Addr{}, false
+	}
+	nums := make([]uint64, len(parts))
+	for i, part := range parts {
+		n, ok := cNumber(part)
+		if !ok {
+			return netip.Addr{}, false
+		}
+		nums[i] = n
+	}
+	var b [4]byte
+	numeric := true
+	for i, n := range nums {
+		if n > 255 {
+			numeric = false
+			break
+		}
+		b[i] = byte(n)
+	}
+	if numeric {
+		return netip.AddrFrom4(b), true
+	}
+	if !resolve {
+		return netip.Addr{}, false
+	}
+	var v uint64
+	for i, n := range nums {
+		last := i == len(nums)-1
+		if !last && n > 255 || last && n >= 1<<(8*(4-i)) {
+			return netip.Addr{}, false
+		}
+		if last {
+			v |= n
+		} else {
+			v |= n << (8 * (3 - i))
+		}
+	}
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), true
+}
+
+// cNumber reads an unsigned C integer literal as strtoul with base 0:
+// "0x" hex, a leading 0 octal, else decimal.
+func cNumber(s string) (uint64, bool) {
+	base := uint64(10)
+	switch {
+	case len(s) > 2 && (s[:2] == "0x" || s[:2] == "0X"):
+		base, s = 16, s[2:]
+	case len(s) > 1 && s[0] == '0':
+		base, s = 8, s[1:]
+	}
+	if s == "" || len(s) > 12 {
 		return 0, false
 	}
-	n := 0
+	var n uint64
 	for _, c := range s {
-		if c < '0' || c > '9' {
+		var d uint64
+		switch {
+		case c >= '0' && c <= '9':
+			d = uint64(c - '0')
+		case c >= 'a' && c <= 'f':
+			d = uint64(c-'a') + 10
+		case c >= 'A' && c <= 'F':
+			d = uint64(c-'A') + 10
+		default:
 			return 0, false
 		}
-		n = n*10 + int(c-'0')
+		if d >= base {
+			return 0, false
+		}
+		n = n*base + d
 	}
 	return n, true
 }

@@ -141,10 +141,19 @@ func (tp *targetParser) option(p *parser, name string, invert bool, a *Args) (bo
 	case "NFLOG":
 		switch name {
 		case "nflog-group", "nflog-range", "nflog-size", "nflog-threshold":
+			// libxt_NFLOG: group and threshold are u16, range and
+			// size u32 and exclusive; numbers in C notation.
+			if other := map[string]string{"nflog-range": "nflog-size", "nflog-size": "nflog-range"}[name]; tp.seen[other] {
+				return true, a.Errorf("--%s and --%s cannot go together", other, name)
+			}
 			v, ok, err := value()
 			if err == nil {
-				if _, perr := strconv.ParseUint(v, 10, 32); perr != nil {
-					err = a.Errorf("--%s needs a number", name)
+				max := uint64(1<<32 - 1)
+				if name == "nflog-group" || name == "nflog-threshold" {
+					max = 1<<16 - 1
+				}
+				if n, nok := cNumber(v); !nok || n > max {
+					err = a.Errorf("--%s needs a number from 0 to %d", name, max)
 				}
 			}
 			return ok, err

@@ -5,8 +5,11 @@
 // in ways that change counters: lists hold ip_list_tot (100) addresses and
 // a new address evicts the least recently updated one; each address keeps
 // a ring of nstamps_max_mask+1 stamps (sized from --hitcount, 32 by
-// default since ip_pkt_list_tot now defaults to 0) with a u8 index that
-// wraps, which makes the last slot of a 256-stamp ring invisible; --seconds
+// default since ip_pkt_list_tot now defaults to 0) with a u16 index that
+// wraps, which makes the last slot of a 65536-stamp ring invisible (kernels
+// before XT_RECENT_MAX_NSTAMPS went from 256 to 65536 had a u8 index and
+// refused --hitcount above 255; the kernel this was checked on, 6.18,
+// takes up to 65535); --seconds
 // is multiplied by HZ in u32; windows are judged with time_after on
 // jiffies; --reap looks only at the least recently updated entry; --rttl
 // compares TTLs with 0 as a wildcard; a list is shared by name across
@@ -28,10 +31,10 @@ import (
 
 // Kernel defaults and limits.
 const (
-	DefaultIPListTot    = 100 // module parameter ip_list_tot
-	DefaultIPPktListTot = 0   // module parameter ip_pkt_list_tot (kept for compatibility)
-	MaxNStamps          = 256 // XT_RECENT_MAX_NSTAMPS
-	NameLen             = 200 // XT_RECENT_NAME_LEN, including the NUL
+	DefaultIPListTot    = 100   // module parameter ip_list_tot
+	DefaultIPPktListTot = 0     // module parameter ip_pkt_list_tot (kept for compatibility)
+	MaxNStamps          = 65536 // XT_RECENT_MAX_NSTAMPS (256 before the u16 index)
+	NameLen             = 200   // XT_RECENT_NAME_LEN, including the NUL
 )
 
 const (
@@ -176,11 +179,11 @@ func (r *Registry) Get(cfg Config) (*Match, error) {
 	defer r.mu.Unlock()
 	t := r.tables[cfg.Name]
 	if t == nil {
-		t = newTable(cfg, r.ipListTot, uint8(nmask), r.seed)
+		t = newTable(cfg, r.ipListTot, uint16(nmask), r.seed)
 		r.tables[cfg.Name] = t
-	} else if uint8(nmask) > t.nmask {
+	} else if uint16(nmask) > t.nmask {
 		t.mu.Lock()
-		t.resize(uint8(nmask))
+		t.resize(uint16(nmask))
 		t.mu.Unlock()
 	}
 	m.t = t
@@ -191,7 +194,7 @@ type entry struct {
 	addr    [16]byte
 	family  uint8
 	ttl     uint8
-	index   uint8 // u8 as in struct recent_entry: wraps at 256
+	index   uint16 // u16 as in struct recent_entry: wraps at 65536
 	nstamps uint16
 	next    int32
 	lruPrev int32
@@ -204,7 +207,7 @@ type entry struct {
 type table struct {
 	mu      sync.Mutex
 	mask    [16]byte
-	nmask   uint8
+	nmask   uint16
 	tot     uint32
 	seed    maphash.Seed
 	ents    []entry
@@ -216,7 +219,7 @@ type table struct {
 	lruTail int32
 }
 
-func newTable(cfg Config, tot uint32, nmask uint8, seed maphash.Seed) *table {
+func newTable(cfg Config, tot uint32, nmask uint16, seed maphash.Seed) *table {
 	t := &table{tot: tot, seed: seed}
 	switch {
 	case !cfg.Mask.IsValid():
@@ -251,7 +254,7 @@ func newTable(cfg Config, tot uint32, nmask uint8, seed maphash.Seed) *table {
 
 // resize flushes the list and sizes the stamp rings for nmask, as
 // recent_table_flush then nstamps_max_mask = nstamp_mask do.
-func (t *table) resize(nmask uint8) {
+func (t *table) resize(nmask uint16) {
 	t.nmask = nmask
 	t.stamps = make([]uint64, len(t.ents)*(int(nmask)+1))
 	for i := range t.buckets {
@@ -348,9 +351,9 @@ func (t *table) initEntry(addr *[16]byte, family, ttl uint8, j uint64) int32 {
 	return i
 }
 
-// update is recent_entry_update, with the kernel's u8 index: for a
-// 256-stamp ring the index wraps from 255 to 0 after writing slot 255, so
-// nstamps never exceeds 255 and slot 255 is never counted.
+// update is recent_entry_update, with the kernel's u16 index: for a
+// 65536-stamp ring the index wraps from 65535 to 0 after writing slot
+// 65535, so nstamps never exceeds 65535 and that slot is never counted.
 func (t *table) update(i int32, j uint64) {
 	e := &t.ents[i]
 	e.index &= t.nmask
@@ -363,14 +366,15 @@ func (t *table) update(i int32, j uint64) {
 	t.lruPush(i)
 }
 
-// lastStamp is e->stamps[e->index-1]. When the u8 index has wrapped to 0
+// lastStamp is e->stamps[e->index-1]. When the u16 index has wrapped to 0
 // the kernel reads the word before the ring, i.e. the entry's own
-// family/ttl/index/nstamps fields (x86-64 layout, padding assumed zero):
-// a value so far in the future that --reap never removes the entry.
+// family/ttl/index/nstamps fields (x86-64 layout: family u16, ttl u8, a
+// pad byte assumed zero, index u16, nstamps u16): a value so far in the
+// future that --reap never removes the entry.
 func (t *table) lastStamp(i int32) uint64 {
 	e := &t.ents[i]
 	if e.index == 0 {
-		return uint64(e.family) | uint64(e.ttl)<<16 | uint64(e.nstamps)<<32
+		return uint64(e.family) | uint64(e.ttl)<<16 | uint64(e.nstamps)<<48
 	}
 	return *t.stamp(i, int(e.index)-1)
 }

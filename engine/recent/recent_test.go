@@ -117,8 +117,13 @@ func TestStampRing(t *testing.T) {
 		{"default 32 stamps", 0, 100, 32},
 		// The --set rule created the list with 32 stamps; 8 needed here do not shrink it.
 		{"hitcount 5 keeps 32 stamps", 5, 100, 32},
-		// 256-stamp ring: the u8 index wraps, slot 255 is never counted.
-		{"hitcount 255 -> 255 visible", 255, 400, 255},
+		// A 256-stamp ring: the u16 index does not wrap there (kernels
+		// with a u8 index counted 255).
+		{"hitcount 255 -> 256 visible", 255, 400, 256},
+		// 6.18 takes hitcounts up to 65535 (kernel-checked); a
+		// 65536-stamp ring, whose last slot the wrapping u16 index hides.
+		{"hitcount 300 -> 512 visible", 300, 600, 512},
+		{"hitcount 40000 -> 65535 visible", 40000, 70000, 65535},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,7 +143,7 @@ func TestStampRing(t *testing.T) {
 				t.Fatalf("nstamps = %d, want %d", e.nstamps, tt.nstamps)
 			}
 			if tt.hitcount == 255 {
-				// exactly 255 stamps are visible: hitcount 255 matches.
+				// all 256 stamps are visible: hitcount 255 matches.
 				m := mustGetForTest(t, r, Config{Check: true, Name: "R", Hitcount: 255})
 				runForTest(t, []step{{m, x, 1000, true}})
 			}
@@ -254,7 +259,7 @@ func TestConfigErrors(t *testing.T) {
 		{"set with seconds", Config{Name: "x", Family: packet.FamilyIPv4, Set: true, Seconds: 5}},
 		{"remove with rttl", Config{Name: "x", Family: packet.FamilyIPv4, Remove: true, RTTL: true}},
 		{"reap without seconds", Config{Name: "x", Family: packet.FamilyIPv4, Check: true, Reap: true}},
-		{"hitcount 256", Config{Name: "x", Family: packet.FamilyIPv4, Check: true, Hitcount: 256}},
+		{"hitcount 65536", Config{Name: "x", Family: packet.FamilyIPv4, Check: true, Hitcount: 65536}},
 		{"empty name", Config{Family: packet.FamilyIPv4, Check: true}},
 	}
 	r := NewRegistry(hz)
@@ -267,8 +272,8 @@ func TestConfigErrors(t *testing.T) {
 	if err := r.SetModuleParams(0, 0); err == nil {
 		t.Error("ip_list_tot 0 accepted")
 	}
-	if err := r.SetModuleParams(10, 256); err == nil {
-		t.Error("ip_pkt_list_tot 256 accepted")
+	if err := r.SetModuleParams(10, 65536); err == nil {
+		t.Error("ip_pkt_list_tot 65536 accepted")
 	}
 }
 
