@@ -190,6 +190,23 @@ func TestMatchTable(t *testing.T) {
 	}
 }
 
+// TestAddressForms: ipset restore reads IPv4 addresses through
+// getaddrinfo, so inet_aton's short and octal forms are addresses (checked
+// against `ipset save` of the same adds, ipset 7.17).
+func TestAddressForms(t *testing.T) {
+	r := parseForTest(t, "create a hash:ip\nadd a 1.2.3\nadd a 010\nadd a 65535\nadd a 1.2.3.010\nadd a 127.1\ncreate n hash:net\nadd n 010.0.0.0/8\n")
+	var p packet.Packet
+	p.Family = packet.FamilyIPv4
+	for _, tc := range []struct {
+		set, addr string
+	}{{"a", "1.2.0.3"}, {"a", "0.0.0.8"}, {"a", "0.0.255.255"}, {"a", "1.2.3.8"}, {"a", "127.0.0.1"}, {"n", "8.1.2.3"}} {
+		p.Src = netip.MustParseAddr(tc.addr)
+		if !r.Get(tc.set).Match(&p, []Dir{DirSrc}, MatchFlags{}, 0) {
+			t.Errorf("%s does not hold %s", tc.set, tc.addr)
+		}
+	}
+}
+
 func TestTimeoutExpiry(t *testing.T) {
 	const sec = int64(1e9)
 	r, err := Parse("t", strings.NewReader(`
@@ -290,7 +307,9 @@ func TestParseErrors(t *testing.T) {
 		{"maxelem", "create a hash:ip maxelem 2\nadd a 10.0.0.0/30\n", 2, 7, "10.0.0.0/30"},
 		{"bad type", "create a hash:foo\n", 1, 10, "hash:foo"},
 		{"bad option", "create a hash:ip bogus\n", 1, 18, "bogus"},
-		{"bad ip", "# comment\n\ncreate a hash:ip\nadd a 1.2.3\n", 4, 7, "1.2.3"},
+		{"bad ip", "# comment\n\ncreate a hash:ip\nadd a 1.2.3.4.5\n", 4, 7, "1.2.3.4.5"},
+		{"hex ip", "create a hash:ip\nadd a 0x10\n", 2, 7, "0x10"},
+		{"bad octal", "create a hash:ip\nadd a 08\n", 2, 7, "08"},
 		{"nomatch on hash:ip", "create a hash:ip\nadd a 1.2.3.4 nomatch\n", 2, 15, "nomatch"},
 		{"timeout without support", "create a hash:ip\nadd a 1.2.3.4 timeout 5\n", 2, 15, "timeout"},
 		{"duplicate element", "create a hash:ip\nadd a 1.2.3.4\nadd a 1.2.3.4/30\n", 3, 7, "1.2.3.4/30"},

@@ -682,7 +682,7 @@ func (p *parser) addElem(s *Set, t token, o *addOpts) error {
 	}
 	var ip2 netip.Addr
 	if want == 3 {
-		a, err := netip.ParseAddr(parts[2])
+		a, err := parseAddr(parts[2])
 		if err != nil || a.Zone() != "" {
 			return p.errf(t, "invalid second address %q", parts[2])
 		}
@@ -788,7 +788,7 @@ func (p *parser) ipRange(t token, fam packet.Family) (netip.Addr, netip.Addr, er
 
 func (p *parser) ipRangeStr(t token, s string, fam packet.Family) (netip.Addr, netip.Addr, error) {
 	parse := func(x string) (netip.Addr, error) {
-		a, err := netip.ParseAddr(x)
+		a, err := parseAddr(x)
 		if err != nil || a.Zone() != "" {
 			return a, p.errf(t, "invalid address %q", x)
 		}
@@ -857,7 +857,7 @@ func (p *parser) netList(t token, s string, fam packet.Family) ([]netip.Prefix, 
 		return out, nil
 	}
 	a, c, hasC := strings.Cut(s, "/")
-	ip, err := netip.ParseAddr(a)
+	ip, err := parseAddr(a)
 	if err != nil || ip.Zone() != "" {
 		return nil, p.errf(t, "invalid address %q", a)
 	}
@@ -953,4 +953,48 @@ func portByName(s string) (uint16, bool) {
 	}
 	v, ok := services[s]
 	return v, ok
+}
+
+// parseAddr reads an address as ipset restore does, through the C
+// library's getaddrinfo with numeric hosts: IPv6 as inet_pton; IPv4 in
+// inet_aton's forms without hex, as glibc reads them there: one to four
+// parts in decimal or 0-prefixed octal, the last filling the bytes left
+// ("010" is 0.0.0.8, "1.2.3" is 1.2.0.3, "65535" is 0.0.255.255).
+func parseAddr(s string) (netip.Addr, error) {
+	if strings.Contains(s, ":") {
+		return netip.ParseAddr(s)
+	}
+	bad := fmt.Errorf("invalid IPv4 address %q", s)
+	parts := strings.Split(s, ".")
+	if len(parts) > 4 {
+		return netip.Addr{}, bad
+	}
+	var v uint64
+	for i, part := range parts {
+		base := uint64(10)
+		digits := part
+		if len(part) > 1 && part[0] == '0' {
+			base, digits = 8, part[1:]
+		}
+		if digits == "" || len(digits) > 11 {
+			return netip.Addr{}, bad
+		}
+		var n uint64
+		for _, c := range digits {
+			if c < '0' || uint64(c-'0') >= base {
+				return netip.Addr{}, bad
+			}
+			n = n*base + uint64(c-'0')
+		}
+		last := i == len(parts)-1
+		if !last && n > 255 || last && n >= 1<<(8*(4-i)) {
+			return netip.Addr{}, bad
+		}
+		if last {
+			v |= n
+		} else {
+			v |= n << (8 * (3 - i))
+		}
+	}
+	return addr4(uint32(v)), nil
 }

@@ -198,3 +198,64 @@ func shellWords(l string) []string {
 	}
 	return out
 }
+
+// TestSetsParserAgreesWithIpset is TestParserAgreesWithIptables for
+// `ipset save` files: the generator's sets with one line mutated, loaded
+// by `ipset restore` in a private namespace and parsed by sluice.
+func TestSetsParserAgreesWithIpset(t *testing.T) {
+	testnet.RequireForTest(t)
+	ns, err := testnet.NewNS("sets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(13, 14))
+	lines := strings.Split(strings.TrimSpace(SetsText), "\n")
+	edge := []string{"0", "65535", "65536", "4294967296", "-1", "0x10", "010", "1.2.3", "::1", "1.2.3.4/33", "tcp:0", "udp:65536", "icmp:300/0", "nomatch", "timeout", ""}
+	bad := 0
+	for trial := 0; trial < *flagMutants; trial++ {
+		ls := append([]string(nil), lines...)
+		i := rng.IntN(len(ls))
+		words := strings.Fields(ls[i])
+		k := 1 + rng.IntN(len(words)-1)
+		var what string
+		switch rng.IntN(4) {
+		case 0:
+			what = "drop " + words[k]
+			words = append(words[:k:k], words[k+1:]...)
+		case 1:
+			what = "double " + words[k]
+			words = append(words[:k+1:k+1], words[k:]...)
+		case 2:
+			e := edge[rng.IntN(len(edge))]
+			what = fmt.Sprintf("%s -> %q", words[k], e)
+			words[k] = e
+		default:
+			e := edge[rng.IntN(len(edge))]
+			what = "insert " + e
+			words = append(words[:k:k], append([]string{e}, words[k:]...)...)
+		}
+		ls[i] = strings.Join(words, " ")
+		text := strings.Join(ls, "\n") + "\n"
+		what = fmt.Sprintf("%s\n  before: %s\n  after:  %s", what, lines[i], ls[i])
+		// Flush first: a list:set's members are in use until then.
+		if _, err := ns.Run(ctx, "ipset", "flush"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ns.Run(ctx, "ipset", "destroy"); err != nil {
+			t.Fatal(err)
+		}
+		_, kerr := ns.RunInput(ctx, []byte(text), "ipset", "restore")
+		_, serr := Parse(Case{Sets: []byte(text)}, jiffies.DefaultHZ, FrameStart)
+		if (kerr == nil) == (serr == nil) {
+			continue
+		}
+		if bad++; bad <= 20 {
+			t.Errorf("trial %d %s: ipset: %v\nsluice: %v", trial, what, errLine(kerr), serr)
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d mutated set files: sluice and ipset restore disagree", bad, *flagMutants)
+	}
+}
