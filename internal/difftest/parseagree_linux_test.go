@@ -12,7 +12,10 @@ import (
 	"github.com/sluice-project/sluice/internal/testnet"
 )
 
-var flagMutants = flag.Int("parse.mutants", 300, "mutated rulesets TestParserAgreesWithIptables tries")
+var (
+	flagMutants       = flag.Int("parse.mutants", 300, "mutated rulesets TestParserAgreesWithIptables tries")
+	flagMutantsKernel = flag.Bool("parse.kernel", false, "also run every mutant both accept through the kernel and the engine with its case's frames (slow)")
+)
 
 // TestParserAgreesWithIptables: sluice's parsers accept exactly the files
 // iptables-restore accepts. Generated rulesets (all valid) get one
@@ -36,7 +39,7 @@ func TestParserAgreesWithIptables(t *testing.T) {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(11, 12))
-	bad := 0
+	bad, both := 0, 0
 	for trial := 0; trial < *flagMutants; trial++ {
 		c := GenerateCase(int64(1 + trial%997))
 		v6 := rng.IntN(2) == 0 && len(c.Rules6) > 0 || len(c.Rules4) == 0
@@ -54,6 +57,19 @@ func TestParserAgreesWithIptables(t *testing.T) {
 			mc.Rules4 = []byte(mutated)
 		}
 		_, serr := Parse(mc, jiffies.DefaultHZ, FrameStart)
+		if kerr == nil && serr == nil {
+			both++
+		}
+		if kerr == nil && serr == nil && *flagMutantsKernel {
+			frames := GenerateFrames(int64(1+trial%997), 200, !v6, v6)
+			d, err := compareKernel(mc, frames, hz(t))
+			if err != nil {
+				t.Errorf("trial %d %s: %v", trial, what, err)
+			} else if d = ingressOnly(d); !d.Equal {
+				t.Errorf("trial %d %s: counters differ from the kernel's:\n%s", trial, what, FormatDiff(d))
+			}
+			continue
+		}
 		if (kerr == nil) == (serr == nil) {
 			continue
 		}
@@ -65,6 +81,7 @@ func TestParserAgreesWithIptables(t *testing.T) {
 			t.Errorf("trial %d %s: iptables: %v\nsluice: %v", trial, what, errLine(kerr), serr)
 		}
 	}
+	t.Logf("%d of %d mutated rulesets loaded in both", both, *flagMutants)
 	if bad > 0 {
 		t.Errorf("%d of %d mutated rulesets: sluice and iptables-restore disagree", bad, *flagMutants)
 	}
