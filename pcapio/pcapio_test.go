@@ -18,22 +18,29 @@ func framesForTest() [][]byte {
 	return [][]byte{{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x08, 0x00, 0x45}, bytes.Repeat([]byte{0xAB}, 60)}
 }
 
+// captureForTest writes framesForTest as a capture of link type lt.
+func captureForTest(tb testing.TB, lt packet.LinkType) *bytes.Buffer {
+	tb.Helper()
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, lt, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i, f := range framesForTest() {
+		if err := w.Write(f, int64(1767225600e9+i*1500), len(f)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	return &buf
+}
+
 func TestPcapRoundTrip(t *testing.T) {
 	for _, lt := range []packet.LinkType{packet.LinkEthernet, packet.LinkRawIP, packet.LinkLinuxSLL, packet.LinkLinuxSLL2} {
-		var buf bytes.Buffer
-		w, err := NewWriter(&buf, lt, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, f := range framesForTest() {
-			if err := w.Write(f, int64(1767225600e9+i*1500), len(f)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := w.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		r, err := NewReader(&buf)
+		buf := captureForTest(t, lt)
+		r, err := NewReader(buf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,19 +121,7 @@ func TestUnsupportedLinkType(t *testing.T) {
 // returning one (replay stops at the damage and reports it).
 func FuzzReader(f *testing.F) {
 	for _, lt := range []packet.LinkType{packet.LinkEthernet, packet.LinkRawIP, packet.LinkLinuxSLL2} {
-		var buf bytes.Buffer
-		w, err := NewWriter(&buf, lt, 0)
-		if err != nil {
-			f.Fatal(err)
-		}
-		for i, fr := range framesForTest() {
-			if err := w.Write(fr, int64(1767225600e9+i*1500), len(fr)); err != nil {
-				f.Fatal(err)
-			}
-		}
-		if err := w.Flush(); err != nil {
-			f.Fatal(err)
-		}
+		buf := captureForTest(f, lt)
 		f.Add(buf.Bytes())
 		f.Add(buf.Bytes()[:buf.Len()-7])
 	}

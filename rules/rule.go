@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sluice-project/sluice/internal/inetaddr"
 	"github.com/sluice-project/sluice/packet"
 )
 
@@ -307,17 +308,9 @@ func parseAddrForm(s string, fam packet.Family, short, resolve bool) (netip.Addr
 	if !resolve {
 		return netip.Addr{}, false
 	}
-	var v uint64
-	for i, n := range nums {
-		last := i == len(nums)-1
-		if !last && n > 255 || last && n >= 1<<(8*(4-i)) {
-			return netip.Addr{}, false
-		}
-		if last {
-			v |= n
-		} else {
-			v |= n << (8 * (3 - i))
-		}
+	v, ok := inetaddr.Aton(nums)
+	if !ok {
+		return netip.Addr{}, false
 	}
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), true
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gaissmai/bart"
 
+	"github.com/sluice-project/sluice/internal/inetaddr"
 	"github.com/sluice-project/sluice/packet"
 )
 
@@ -969,7 +970,7 @@ func parseAddr(s string) (netip.Addr, error) {
 	if len(parts) > 4 {
 		return netip.Addr{}, bad
 	}
-	var v uint64
+	nums := make([]uint64, len(parts))
 	for i, part := range parts {
 		base := uint64(10)
 		digits := part
@@ -979,22 +980,16 @@ func parseAddr(s string) (netip.Addr, error) {
 		if digits == "" || len(digits) > 11 {
 			return netip.Addr{}, bad
 		}
-		var n uint64
 		for _, c := range digits {
 			if c < '0' || uint64(c-'0') >= base {
 				return netip.Addr{}, bad
 			}
-			n = n*base + uint64(c-'0')
-		}
-		last := i == len(parts)-1
-		if !last && n > 255 || last && n >= 1<<(8*(4-i)) {
-			return netip.Addr{}, bad
-		}
-		if last {
-			v |= n
-		} else {
-			v |= n << (8 * (3 - i))
+			nums[i] = nums[i]*base + uint64(c-'0')
 		}
 	}
-	return addr4(uint32(v)), nil
+	v, ok := inetaddr.Aton(nums)
+	if !ok {
+		return netip.Addr{}, bad
+	}
+	return addr4(v), nil
 }
