@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/sluice-project/sluice/engine/hashlimit"
@@ -54,7 +53,8 @@ func (p *parser) hashlimitMatch() MatchParser {
 			if err != nil {
 				return err
 			}
-			n, err := strconv.Atoi(v)
+			c, err := parseCUint(v, 8) // XTTYPE_PLEN: a C number
+			n := int(c)
 			max := 32
 			if a.Family() == packet.FamilyIPv6 {
 				max = 128

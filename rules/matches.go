@@ -92,12 +92,16 @@ func (p *parser) newMatch(name string) MatchParser {
 }
 
 func portOpt(dst *PortRange, has, invDst *bool) optFunc {
+	return portOptWith(ParsePortRange, dst, has, invDst)
+}
+
+func portOptWith(parse func(string) (PortRange, bool), dst *PortRange, has, invDst *bool) optFunc {
 	return func(inv bool, a *Args) error {
 		v, err := a.Next()
 		if err != nil {
 			return err
 		}
-		r, ok := ParsePortRange(v)
+		r, ok := parse(v)
 		if !ok {
 			return a.Errorf("invalid port or port range %q", v)
 		}
@@ -193,10 +197,10 @@ func parseTCPFlags(s string) (uint8, bool) {
 func udpMatch() MatchParser {
 	m := &UDP{Src: PortRange{0, 65535}, Dst: PortRange{0, 65535}}
 	return newSimple(map[string]optFunc{
-		"sport":            portOpt(&m.Src, &m.HasSrc, &m.SrcInv),
-		"source-port":      portOpt(&m.Src, &m.HasSrc, &m.SrcInv),
-		"dport":            portOpt(&m.Dst, &m.HasDst, &m.DstInv),
-		"destination-port": portOpt(&m.Dst, &m.HasDst, &m.DstInv),
+		"sport":            portOptWith(parseUDPPortRange, &m.Src, &m.HasSrc, &m.SrcInv),
+		"source-port":      portOptWith(parseUDPPortRange, &m.Src, &m.HasSrc, &m.SrcInv),
+		"dport":            portOptWith(parseUDPPortRange, &m.Dst, &m.HasDst, &m.DstInv),
+		"destination-port": portOptWith(parseUDPPortRange, &m.Dst, &m.HasDst, &m.DstInv),
 	}, func() (Match, error) { return m, nil })
 }
 

@@ -162,6 +162,52 @@ func parseICMPType(s string, v6 bool) (typ, cmin, cmax uint8, ok bool) {
 	return uint8(t), uint8(c), uint8(c), true
 }
 
+// parseUDPPortRange is -m udp's --sport/--dport as iptables 1.8.9's
+// libxt_udp reads them, which differs from libxt_tcp and multiport: a port
+// is a service name or a decimal number (no octal or hex) cut to 16 bits
+// (70000 is 4464), and a backwards range is taken (udp_mt then never
+// matches it).
+func parseUDPPortRange(s string) (PortRange, bool) {
+	port := func(s string) (uint16, bool) {
+		if p, ok := serviceNames[strings.ToLower(s)]; ok {
+			return p, true
+		}
+		if s == "" || len(s) > 20 {
+			return 0, false
+		}
+		var n uint64
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			d := uint64(c - '0')
+			if n > (1<<64-1-d)/10 {
+				return 0, false // strtoul's ERANGE
+			}
+			n = n*10 + d
+		}
+		return uint16(n), true
+	}
+	lo, hi, isRange := strings.Cut(s, ":")
+	if !isRange {
+		p, ok := port(s)
+		return PortRange{p, p}, ok
+	}
+	r := PortRange{0, 65535}
+	var ok bool
+	if lo != "" {
+		if r.Min, ok = port(lo); !ok {
+			return r, false
+		}
+	}
+	if hi != "" {
+		if r.Max, ok = port(hi); !ok {
+			return r, false
+		}
+	}
+	return r, true
+}
+
 // parseCUint reads an unsigned number as iptables' extensions do
 // (xtables_strtoui and the XTTYPE_UINT* options: strtoul with base 0), so
 // "010" is 8 and "0x10" is 16, and checks it fits bitSize bits. A number

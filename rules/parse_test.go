@@ -119,6 +119,14 @@ func TestParseMatches(t *testing.T) {
 		{v4, "-A PREROUTING -p tcp -m tcp --sport 1024: ! --dport :1023", func(r *rules.Rule) any { return r.Matches[0] },
 			&rules.TCP{Src: rules.PortRange{1024, 65535}, Dst: rules.PortRange{0, 1023}, HasSrc: true, HasDst: true, DstInv: true}},
 		{v4, "-A PREROUTING -p tcp --dport https", func(r *rules.Rule) any { return r.Matches[0].(*rules.TCP).Dst }, rules.PortRange{443, 443}},
+		// libxt_tcp reads ports as C numbers; libxt_udp (1.8.9) as
+		// decimal cut to 16 bits, and takes backwards ranges (each
+		// checked against iptables-legacy-save's output).
+		{v4, "-A PREROUTING -p tcp --dport 010", func(r *rules.Rule) any { return r.Matches[0].(*rules.TCP).Dst }, rules.PortRange{8, 8}},
+		{v4, "-A PREROUTING -p udp --dport 010", func(r *rules.Rule) any { return r.Matches[0].(*rules.UDP).Dst }, rules.PortRange{10, 10}},
+		{v4, "-A PREROUTING -p udp --dport 70000", func(r *rules.Rule) any { return r.Matches[0].(*rules.UDP).Dst }, rules.PortRange{4464, 4464}},
+		{v4, "-A PREROUTING -p udp --sport 5:3", func(r *rules.Rule) any { return r.Matches[0].(*rules.UDP).Src }, rules.PortRange{5, 3}},
+		{v4, "-A PREROUTING -m hashlimit --hashlimit-upto 1/sec --hashlimit-dstmask 0x18 --hashlimit-name h", func(r *rules.Rule) any { return r.Matches[0].(*rules.Hashlimit).Cfg.DstMask }, uint8(24)},
 		{v4, "-A PREROUTING -p tcp --syn", func(r *rules.Rule) any {
 			m := r.Matches[0].(*rules.TCP)
 			return [3]any{m.FlagMask, m.FlagComp, m.FlagsInv}
@@ -551,6 +559,7 @@ func TestParseErrors(t *testing.T) {
 		{"comment without --comment", v4, r("-A PREROUTING -m comment -j DROP"), 5, 18, "comment", "needs --comment"},
 		{"nflog group over u16", v4, r("-A PREROUTING -j NFLOG --nflog-group 65536"), 5, 38, "65536", "from 0 to 65535"},
 		{"nflog range and size", v4, r("-A PREROUTING -j NFLOG --nflog-range 1 --nflog-size 2"), 5, 40, "--nflog-size", "cannot go together"},
+		{"udp port in hex", v4, r("-A PREROUTING -p udp --dport 0x16"), 5, 30, "0x16", "invalid port"},
 		{"port range backwards", v4, r("-A PREROUTING -p tcp --dport 2000:1000"), 5, 30, "2000:1000", "invalid port"},
 		{"multiport range backwards", v4, r("-A PREROUTING -p udp -m multiport --dports 53,2000:1000"), 5, 44, "53,2000:1000", "port"},
 		{"address part over 255", v4, r("-A PREROUTING -s 256.0.0.1"), 5, 18, "256.0.0.1", "bad address"},

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -147,7 +148,59 @@ func mutateRules(rng *rand.Rand, text string, v6 bool) (string, string) {
 	}
 	edge := []string{"0", "-1", "65535", "65536", "4294967296", "256", "1:0", "abc", ""}
 	var what string
-	switch rng.IntN(6) {
+	switch rng.IntN(8) {
+	case 6:
+		// The same number in another C notation: both must read it
+		// alike (and, with -parse.kernel, mean the same by it).
+		var nums []int
+		for j := 2; j < len(toks); j++ {
+			if n, err := strconv.ParseUint(toks[j], 10, 32); err == nil && n > 0 {
+				nums = append(nums, j)
+			}
+		}
+		if len(nums) == 0 {
+			return mutateRules(rng, text, v6)
+		}
+		j := nums[rng.IntN(len(nums))]
+		n, _ := strconv.ParseUint(toks[j], 10, 32)
+		e := fmt.Sprintf("0x%x", n)
+		if rng.IntN(2) == 0 {
+			e = fmt.Sprintf("0%o", n)
+		}
+		what = fmt.Sprintf("number %s -> %s", toks[j], e)
+		toks[j] = e
+	case 7:
+		// An IPv4 address in a shorter form: trailing zero parts
+		// dropped, or parts written in octal.
+		var addrs []int
+		for j := 2; j < len(toks); j++ {
+			if strings.Count(toks[j], ".") == 3 && strings.IndexAny(toks[j], ",:-\"") < 0 {
+				addrs = append(addrs, j)
+			}
+		}
+		if len(addrs) == 0 {
+			return mutateRules(rng, text, v6)
+		}
+		j := addrs[rng.IntN(len(addrs))]
+		a, rest, _ := strings.Cut(toks[j], "/")
+		parts := strings.Split(a, ".")
+		if rng.IntN(2) == 0 {
+			for len(parts) > 1 && parts[len(parts)-1] == "0" {
+				parts = parts[:len(parts)-1]
+			}
+		} else {
+			for i, p := range parts {
+				if n, err := strconv.Atoi(p); err == nil && n > 0 {
+					parts[i] = fmt.Sprintf("0%o", n)
+				}
+			}
+		}
+		e := strings.Join(parts, ".")
+		if rest != "" {
+			e += "/" + rest
+		}
+		what = fmt.Sprintf("address %s -> %s", toks[j], e)
+		toks[j] = e
 	case 0:
 		what = "drop " + toks[k]
 		toks = append(toks[:k:k], toks[k+1:]...)
