@@ -668,17 +668,21 @@ func (d *Daemon) EndCapture(c *captureSession) {
 func (d *Daemon) buildTier(ifc *net.Interface, queues int, pr *engine.Program, rs4, rs6 *rules.Ruleset, gen uint8, xsks *ebpf.Map, prev *xdp.Filter) (*tierGen, error) {
 	xc := *d.cfg.XDP
 	xc.Iface, xc.Rules4, xc.Rules6 = d.cfg.Iface, rs4, rs6
-	spec, err := compileTier(xc, ifc, queues, gen)
-	if err != nil {
-		return nil, err
-	}
-	sites, err := spec.ResumeSites(pr)
-	if err != nil {
-		return nil, fmt.Errorf("daemon: the engine program does not match the XDP program: %w", err)
-	}
-	f, err := spec.LoadCarrying(xsks, d.caps, prev)
+	var sites []engine.ResumeSite
+	spec, f, userspace, err := xdp.LoadDemoting(func(us map[*rules.Rule]string) (*xdp.Spec, error) {
+		return compileTier(xc, ifc, queues, gen, us)
+	}, func(spec *xdp.Spec) (*xdp.Filter, error) {
+		var err error
+		if sites, err = spec.ResumeSites(pr); err != nil {
+			return nil, fmt.Errorf("the engine program does not match the XDP program: %w", err)
+		}
+		return spec.LoadCarrying(xsks, d.caps, prev)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("daemon: %w", err)
+	}
+	for r, why := range userspace {
+		d.logf("sluice: %s: line %d (%s) runs in userspace: %s", d.cfg.Iface, r.Line, r.Text, why)
 	}
 	return &tierGen{gen: gen, spec: spec, filter: f, rules4: rs4, rules6: rs6, pr: pr, sites: sites}, nil
 }
@@ -700,7 +704,9 @@ func (d *Daemon) reloadTier() error {
 	old := d.tier.Load()
 	xc := *d.cfg.XDP
 	xc.Iface, xc.Rules4, xc.Rules6 = d.cfg.Iface, r.Rules4, r.Rules6
-	same, err := compileTier(xc, d.ifc, int(old.spec.XSKs.MaxEntries), old.gen)
+	// Without the rules the verifier gave up on: a program that has
+	// some is never the same, and the reload goes the full way.
+	same, err := compileTier(xc, d.ifc, int(old.spec.XSKs.MaxEntries), old.gen, nil)
 	if err != nil {
 		return err
 	}

@@ -179,7 +179,7 @@ func attachXDP(f *xdp.Filter, ifindex int) (link.Link, xdp.AttachMode, error) {
 func (d *XDPDaemon) build(rs4, rs6 *rules.Ruleset, gen uint8, prev *tierGen) (*tierGen, error) {
 	xc := d.cfg
 	xc.Rules4, xc.Rules6 = rs4, rs6
-	spec, err := compileTier(xc, d.ifc, 0, gen)
+	spec, err := compileTier(xc, d.ifc, 0, gen, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +254,7 @@ func (d *XDPDaemon) reload() error {
 	old := d.tier.Load()
 	xc := d.cfg
 	xc.Rules4, xc.Rules6 = r.Rules4, r.Rules6
-	same, err := compileTier(xc, d.ifc, 0, old.gen)
+	same, err := compileTier(xc, d.ifc, 0, old.gen, nil)
 	if err != nil {
 		return err
 	}

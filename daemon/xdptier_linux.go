@@ -102,13 +102,15 @@ func (tg *tierGen) close() error {
 }
 
 // compileTier compiles rs4 and rs6 for ifc as generation gen, with the
-// capture block.
-func compileTier(cfg XDPConfig, ifc *net.Interface, xskQueues int, gen uint8) (*xdp.Spec, error) {
+// capture block, leaving the rules in userspace (xdp.LoadDemoting's) to
+// the AF_XDP tier.
+func compileTier(cfg XDPConfig, ifc *net.Interface, xskQueues int, gen uint8, userspace map[*rules.Rule]string) (*xdp.Spec, error) {
 	in := cfg.InIface
 	if in == "" {
 		in = cfg.Iface
 	}
-	opts := xdp.CompileOptions{InIface: in, LocalAddrs: cfg.LocalAddrs, XSKQueues: xskQueues, Capture: true, Generation: gen, HZ: cfg.HZ}
+	opts := xdp.CompileOptions{InIface: in, LocalAddrs: cfg.LocalAddrs, XSKQueues: xskQueues, Capture: true, Generation: gen, HZ: cfg.HZ,
+		Userspace: userspace}
 	switch {
 	case xskQueues == 0 && cfg.RateLimitsInXDP:
 		// XDP alone: no frame is ever resumed in userspace, so the

@@ -40,6 +40,10 @@ type CompileOptions struct {
 	// its receive queue (bpf_redirect_map(xsks, rx_queue_index,
 	// XDP_PASS): passed to the kernel when the queue has no socket).
 	XSKQueues int
+	// Userspace lists rules to compile as fallback sites whatever they
+	// hold, each with the reason: LoadDemoting fills it with the rules the
+	// verifier gave up in. Only for a program with XSKQueues.
+	Userspace map[*rules.Rule]string
 	// MaxInstructions bounds the generated program (default 1,000,000,
 	// the kernel's BPF_COMPLEXITY_LIMIT_INSNS). Inlining user chains per
 	// call site can grow a program; past this, Compile fails.

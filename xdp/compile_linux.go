@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/sluice-project/sluice/rules"
 )
 
 // Filter is a loaded compiled program with its counters.
@@ -76,6 +78,51 @@ func (s *Spec) load(repl map[string]*ebpf.Map, prev *Filter) (*Filter, error) {
 
 var insnLine = regexp.MustCompile(`(?m)^(\d+): \(`)
 
+// verifierAt returns the instruction the verifier's log ends in, or -1.
+func verifierAt(ve *ebpf.VerifierError) int {
+	for i := len(ve.Log) - 1; i >= 0; i-- {
+		if m := insnLine.FindStringSubmatch(ve.Log[i]); m != nil {
+			at, _ := strconv.Atoi(m[1])
+			return at
+		}
+	}
+	return -1
+}
+
+// maxDemotions bounds LoadDemoting's compilations.
+const maxDemotions = 16
+
+// LoadDemoting compiles a program with a userspace tier to resume in
+// (compile is given the rules to leave there so far) and loads it with
+// load. When the verifier gives up because the program is too large for
+// it to verify (it explores at most a million instructions, and rules
+// whose checks branch much, several string searches say, multiply its
+// paths), the rule it gave up in becomes a fallback site and the program
+// is compiled again, up to maxDemotions times; the rules left in
+// userspace come back with the reason. Any other error is returned as is.
+func LoadDemoting(compile func(userspace map[*rules.Rule]string) (*Spec, error), load func(*Spec) (*Filter, error)) (*Spec, *Filter, map[*rules.Rule]string, error) {
+	userspace := map[*rules.Rule]string{}
+	for n := 0; ; n++ {
+		spec, err := compile(userspace)
+		if err != nil {
+			return nil, nil, userspace, err
+		}
+		f, err := load(spec)
+		if err == nil {
+			return spec, f, userspace, nil
+		}
+		var ve *ebpf.VerifierError
+		if n == maxDemotions || spec.XSKs == nil || !errors.As(err, &ve) || !strings.Contains(strings.Join(ve.Log, "\n"), "program is too large") {
+			return nil, nil, userspace, err
+		}
+		ri := spec.RuleAt(verifierAt(ve))
+		if ri == nil || userspace[ri.Rule] != "" {
+			return nil, nil, userspace, err
+		}
+		userspace[ri.Rule] = "the verifier gave up on the program in this rule (too large for it to verify), so it runs in userspace"
+	}
+}
+
 // explain names the rule the verifier was in when it gave up.
 func (s *Spec) explain(err error) error {
 	var ve *ebpf.VerifierError
@@ -83,12 +130,7 @@ func (s *Spec) explain(err error) error {
 		return fmt.Errorf("xdp: loading the program: %w", err)
 	}
 	where := "outside any rule (packet parsing or exits)"
-	at := -1
-	for i := len(ve.Log) - 1; i >= 0 && at < 0; i-- {
-		if m := insnLine.FindStringSubmatch(ve.Log[i]); m != nil {
-			at, _ = strconv.Atoi(m[1])
-		}
-	}
+	at := verifierAt(ve)
 	if at >= 0 {
 		if ri := s.RuleAt(at); ri != nil {
 			where = fmt.Sprintf("in %s %s %s line %d: %s", ri.Family, ri.Table, ri.Chain, ri.Rule.Line, ri.Rule.Text)

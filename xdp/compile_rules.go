@@ -314,6 +314,11 @@ func (g *gen) checks(r *rules.Rule, fail string, site FallbackSite) string {
 	} else {
 		g.header4(r, fail)
 	}
+	if why := g.opts.Userspace[r]; why != "" {
+		site.Reason = why
+		g.fallbackHere(site)
+		return why
+	}
 	for _, m := range r.Matches {
 		if reason := g.match(m, fail); reason != "" {
 			site.Reason = reason

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/sluice-project/sluice/engine"
@@ -67,5 +68,38 @@ func TestCombinedGenerated(t *testing.T) {
 	t.Logf("%d seeds in the combined tier, %d too large for one program", ran, tooLarge)
 	if ran == 0 {
 		t.Fatal("no generated case compiled")
+	}
+}
+
+// TestCombinedVerifierGivesUp: generated case 861 holds a rule (two string
+// searches after a negated address and protocol) on which the verifier
+// gives up, the program being too large for it to verify. The combined
+// tier leaves that rule to userspace (LoadDemoting), as the daemon does,
+// and every verdict and counter is still the engine's.
+func TestCombinedVerifierGivesUp(t *testing.T) {
+	testnet.RequireForTest(t)
+	const seed, hz = 861, jiffies.DefaultHZ
+	c := difftest.GenerateCase(seed)
+	gen := difftest.GenerateFrames(seed, 400, len(c.Rules4) > 0, len(c.Rules6) > 0)
+	frames := make([][]byte, len(gen))
+	times := make([]int64, len(gen))
+	for i, f := range gen {
+		frames[i], times[i] = f.Data, f.Time
+	}
+	ps, err := difftest.Parse(c, hz, times[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := engine.Config{HZ: hz, InIface: testnet.BIfName, LocalAddrs: []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}}
+	spec, _ := diffCombinedWith(t, combinedEnv{rs4: ps.R4, rs6: ps.R6, cfg: cfg,
+		newState: func() *engine.State { return engine.NewState(ps.Sets, hz) }}, frames, times, times[0])
+	demoted := 0
+	for _, fs := range spec.Fallback {
+		if strings.Contains(fs.Reason, "verifier gave up") {
+			demoted++
+		}
+	}
+	if demoted == 0 {
+		t.Fatal("no rule was left to userspace: the case no longer makes the verifier give up")
 	}
 }

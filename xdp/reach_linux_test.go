@@ -47,15 +47,20 @@ func diffCombinedWith(t *testing.T, env combinedEnv, frames [][]byte, times []in
 	rs4, rs6 := env.rs4, env.rs6
 	opts := CompileOptions{InIface: env.cfg.InIface, LocalAddrs: env.cfg.LocalAddrs,
 		RateLimits: RateLimitsAuto, TestClock: true, XSKQueues: 1}
-	spec, err := Compile(rs4, rs6, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := spec.Load()
+	// As the daemon loads the combined tier: a rule the verifier gives
+	// up on is left to userspace (LoadDemoting).
+	spec, f, userspace, err := LoadDemoting(func(us map[*rules.Rule]string) (*Spec, error) {
+		o := opts
+		o.Userspace = us
+		return Compile(rs4, rs6, o)
+	}, func(s *Spec) (*Filter, error) { return s.Load() })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	for r := range userspace {
+		t.Logf("line %d left in userspace: the verifier gave up on it", r.Line)
+	}
 	clock := jiffies.Clock{HZ: jiffies.DefaultHZ}
 	timed := spec.RateLimits != nil && len(spec.RateLimits.LimitRules)+len(spec.RateLimits.Tables) > 0
 	if timed {
