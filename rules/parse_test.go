@@ -562,6 +562,7 @@ func TestParseErrors(t *testing.T) {
 		{"udp port in hex", v4, r("-A PREROUTING -p udp --dport 0x16"), 5, 30, "0x16", "invalid port"},
 		{"port range backwards", v4, r("-A PREROUTING -p tcp --dport 2000:1000"), 5, 30, "2000:1000", "invalid port"},
 		{"multiport range backwards", v4, r("-A PREROUTING -p udp -m multiport --dports 53,2000:1000"), 5, 44, "53,2000:1000", "port"},
+		{"byte burst under 16 b/s", v4, r("-A PREROUTING -m hashlimit --hashlimit-upto 10b/s --hashlimit-burst 17b --hashlimit-name h"), 5, 18, "hashlimit", "divide by zero"},
 		{"address part over 255", v4, r("-A PREROUTING -s 256.0.0.1"), 5, 18, "256.0.0.1", "bad address"},
 		{"host name", v4, r("-A PREROUTING -s example.com"), 5, 18, "example.com", "no host names"},
 		{"IPv6 in IPv4", v4, r("-A PREROUTING -s ::1"), 5, 18, "::1", "not an IPv4 address"},

@@ -401,6 +401,12 @@ func ParseBurst(s string, avg uint64, bytes bool) (uint32, error) {
 		return uint32(v), nil
 	}
 	ctb := costToBytes(avg)
+	if ctb == 0 {
+		// A byte rate under 16 b/s: iptables' parse_burst divides by
+		// cost_to_bytes(avg), which is 0 here, and iptables-restore dies
+		// of SIGFPE on the rule (iptables 1.8.9). No kernel runs it.
+		return 0, &RateError{Text: s, Reason: "a --hashlimit-burst with a byte rate under 16 b/s makes iptables divide by zero (iptables-restore crashes on this rule)"}
+	}
 	if v < ctb {
 		return 0, &RateError{Text: s, Reason: "burst cannot be smaller than " + strconv.FormatUint(ctb, 10) + "b"}
 	}

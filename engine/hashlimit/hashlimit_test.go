@@ -544,6 +544,7 @@ func FuzzParseBurst(f *testing.F) {
 	for _, s := range []string{"5", "2k", "0x10", "-1", "99999999999999999999999", "1m"} {
 		f.Add(s, uint64(66076419), true)
 		f.Add(s, uint64(0), false)
+		f.Add(s, uint64(0xffffffff), true) // 1b/s: cost_to_bytes is 0
 	}
 	f.Fuzz(func(t *testing.T, s string, avg uint64, bytes bool) {
 		_, _ = ParseBurst(s, avg, bytes)
