@@ -185,6 +185,11 @@ func FuzzParse(f *testing.F) {
 	f.Add("*raw\n:A - [0:0]\n-A A -g A\nCOMMIT\n", false)
 	f.Add("[1:2]\n", false)
 	f.Add(wrap(`-A PREROUTING -m u32 --u32 "0>>22&0x3C@8>>24&0x7=7" -m string --hex-string "|00|" --algo bm`), false)
+	// Every rate-limit and number form, where arithmetic lives.
+	f.Add(wrap("-A PREROUTING -m hashlimit --hashlimit-upto 16b/s --hashlimit-burst 600b --hashlimit-name a --hashlimit-htable-expire 0x10 --hashlimit-dstmask 010"), false)
+	f.Add(wrap("-A PREROUTING -m hashlimit --hashlimit-above 1kb/s --hashlimit-burst 2m --hashlimit-name b -m limit --limit 1/day --limit-burst 3"), false)
+	f.Add(wrap("-A PREROUTING -m recent --name r --rcheck --seconds 0x10 --hitcount 300 --mask 255.0.255.0 -m ttl --ttl-gt 010 -p udp --dport 70000"), false)
+	f.Add(wrap("-A PREROUTING -s 010.1/0x18 -d any/0 -m iprange --src-range 1.2-1.3 -m length --length 9:1"), false)
 	sets := testRegistry(f)
 	f.Fuzz(func(t *testing.T, text string, v6 bool) {
 		fam := packet.FamilyIPv4
