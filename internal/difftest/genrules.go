@@ -546,6 +546,16 @@ func (g *ruleGen) match(pnum, table, chain string) string {
 		name := fmt.Sprintf("hl%d%s", g.seq, map[bool]string{false: "", true: "v6"}[g.v6])
 		dir := pick(g, []string{"--hashlimit-upto", "--hashlimit-above"})
 		s := fmt.Sprintf("-m hashlimit %s %s --hashlimit-burst %s", dir, pick(g, []string{"1/hour", "2/hour", "3/hour"}), pick(g, []string{"1", "2", "3", "8"}))
+		if g.p(25) {
+			// Byte mode: each packet costs its length in 16-byte
+			// chunks. Rates this low refill nothing measurable while
+			// a case crosses the veth (16 b/s is the lowest a burst
+			// may go with: below, iptables-restore divides by zero).
+			s = fmt.Sprintf("-m hashlimit %s %s", dir, pick(g, []string{"16b/s", "32b/s"}))
+			if g.p(70) {
+				s += " --hashlimit-burst " + pick(g, []string{"40b", "600b", "1kb", "3kb"})
+			}
+		}
 		modes := []string{"srcip", "dstip", "srcip,dstip", "srcip,dstport", "dstport", "srcip,srcport"}
 		if g.p(85) {
 			s += " --hashlimit-mode " + pick(g, modes)
