@@ -62,29 +62,34 @@ func ParsePort(s string) (uint16, bool) {
 	return p, ok
 }
 
-// ParsePortRange parses PORT, PORT:PORT, :PORT or PORT: as iptables does
-// (an empty bound is 0 or 65535; a reversed range is swapped).
+// ParsePortRange parses PORT, PORT:PORT, :PORT or PORT: as libxt_tcp
+// and libxt_multiport do: ports in C notation or service names, an empty
+// bound is 0 or 65535, and a range whose start is past its end is refused.
 func ParsePortRange(s string) (PortRange, bool) {
+	r, ok := portRange(s, ParsePort)
+	return r, ok && r.Min <= r.Max
+}
+
+// portRange splits a port range, reading each bound with port.
+func portRange(s string, port func(string) (uint16, bool)) (PortRange, bool) {
 	lo, hi, isRange := strings.Cut(s, ":")
 	if !isRange {
-		p, ok := ParsePort(s)
+		p, ok := port(s)
 		return PortRange{p, p}, ok
 	}
 	r := PortRange{0, 65535}
 	var ok bool
 	if lo != "" {
-		if r.Min, ok = ParsePort(lo); !ok {
+		if r.Min, ok = port(lo); !ok {
 			return r, false
 		}
 	}
 	if hi != "" {
-		if r.Max, ok = ParsePort(hi); !ok {
+		if r.Max, ok = port(hi); !ok {
 			return r, false
 		}
 	}
-	// libxt_tcp, libxt_udp and libxt_multiport refuse a range whose
-	// start is past its end.
-	return r, r.Min <= r.Max
+	return r, true
 }
 
 type icmpName struct {
@@ -188,24 +193,7 @@ func parseUDPPortRange(s string) (PortRange, bool) {
 		}
 		return uint16(n), true
 	}
-	lo, hi, isRange := strings.Cut(s, ":")
-	if !isRange {
-		p, ok := port(s)
-		return PortRange{p, p}, ok
-	}
-	r := PortRange{0, 65535}
-	var ok bool
-	if lo != "" {
-		if r.Min, ok = port(lo); !ok {
-			return r, false
-		}
-	}
-	if hi != "" {
-		if r.Max, ok = port(hi); !ok {
-			return r, false
-		}
-	}
-	return r, true
+	return portRange(s, port)
 }
 
 // parseCUint reads an unsigned number as iptables' extensions do

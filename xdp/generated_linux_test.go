@@ -41,18 +41,8 @@ func TestCombinedGenerated(t *testing.T) {
 		LocalAddrs: []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}}
 	ran, tooLarge := 0, 0
 	for _, seed := range seeds {
-		c := difftest.GenerateCase(seed)
-		gen := difftest.GenerateFrames(seed, 400, len(c.Rules4) > 0, len(c.Rules6) > 0)
-		frames := make([][]byte, len(gen))
-		times := make([]int64, len(gen))
-		for i, f := range gen {
-			frames[i], times[i] = f.Data, f.Time
-		}
+		ps, frames, times := generatedForTest(t, seed)
 		load := times[0]
-		ps, err := difftest.Parse(c, hz, load)
-		if err != nil {
-			t.Fatalf("seed %d: %v", seed, err)
-		}
 		if _, err := Compile(ps.R4, ps.R6, CompileOptions{InIface: cfg.InIface, LocalAddrs: cfg.LocalAddrs,
 			RateLimits: RateLimitsAuto, XSKQueues: 1}); errors.Is(err, ErrTooLarge) {
 			tooLarge++
@@ -78,18 +68,8 @@ func TestCombinedGenerated(t *testing.T) {
 // and every verdict and counter is still the engine's.
 func TestCombinedVerifierGivesUp(t *testing.T) {
 	testnet.RequireForTest(t)
-	const seed, hz = 861, jiffies.DefaultHZ
-	c := difftest.GenerateCase(seed)
-	gen := difftest.GenerateFrames(seed, 400, len(c.Rules4) > 0, len(c.Rules6) > 0)
-	frames := make([][]byte, len(gen))
-	times := make([]int64, len(gen))
-	for i, f := range gen {
-		frames[i], times[i] = f.Data, f.Time
-	}
-	ps, err := difftest.Parse(c, hz, times[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	const hz = jiffies.DefaultHZ
+	ps, frames, times := generatedForTest(t, 861)
 	cfg := engine.Config{HZ: hz, InIface: testnet.BIfName, LocalAddrs: []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}}
 	spec, _ := diffCombinedWith(t, combinedEnv{rs4: ps.R4, rs6: ps.R6, cfg: cfg,
 		newState: func() *engine.State { return engine.NewState(ps.Sets, hz) }}, frames, times, times[0])
@@ -102,4 +82,22 @@ func TestCombinedVerifierGivesUp(t *testing.T) {
 	if demoted == 0 {
 		t.Fatal("no rule was left to userspace: the case no longer makes the verifier give up")
 	}
+}
+
+// generatedForTest is the kernel differential's case seed: its rulesets
+// and sets parsed at its first frame's time, and its 400 timed frames.
+func generatedForTest(t *testing.T, seed int64) (*difftest.Parsed, [][]byte, []int64) {
+	t.Helper()
+	c := difftest.GenerateCase(seed)
+	gen := difftest.GenerateFrames(seed, 400, len(c.Rules4) > 0, len(c.Rules6) > 0)
+	frames := make([][]byte, len(gen))
+	times := make([]int64, len(gen))
+	for i, f := range gen {
+		frames[i], times[i] = f.Data, f.Time
+	}
+	ps, err := difftest.Parse(c, jiffies.DefaultHZ, times[0])
+	if err != nil {
+		t.Fatalf("seed %d: %v", seed, err)
+	}
+	return ps, frames, times
 }

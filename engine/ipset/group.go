@@ -154,11 +154,15 @@ func (g *group4) value(a uint32, memo *Memo4) uint32 {
 	}
 	v := memo[g.slot]
 	if v == 0 {
-		v = g.t.lookup(a) | groupLooked
+		v = g.marked(a)
 		memo[g.slot] = v
 	}
 	return v
 }
+
+// marked is the group's value for a as a memo entry keeps it: marked
+// looked up, so that an all-zero value is not taken for an empty entry.
+func (g *group4) marked(a uint32) uint32 { return g.t.lookup(a) | groupLooked }
 
 func cmpU32(a, b uint32) int {
 	if a < b {
@@ -254,4 +258,4 @@ func (m *Matcher) GroupTest4() (t GroupTest4, ok bool) {
 }
 
 // GroupLookup4 is the memo entry of the matcher's group for address a.
-func (m *Matcher) GroupLookup4(a uint32) uint32 { return m.group.t.lookup(a) | groupLooked }
+func (m *Matcher) GroupLookup4(a uint32) uint32 { return m.group.marked(a) }
