@@ -6,72 +6,75 @@ import "strings"
 type token struct {
 	s   string
 	col int
+	// as is the word as written when s is what it stands for (an
+	// abbreviated long option spelled in full); errors quote it.
+	as string
 }
 
-// splitLine splits a rule line into words the way iptables-restore does:
-// whitespace separates words, double or single quotes group them, and a
-// backslash escapes the next character inside or outside quotes. iptables-save
-// quotes --comment, --u32, --bytecode and --string values this way.
-func splitLine(line string) ([]token, *lexError) {
-	var toks []token
-	i := 0
-	for i < len(line) {
-		c := line[i]
-		if c == ' ' || c == '\t' || c == '\r' || c == '\n' {
-			i++
-			continue
-		}
-		start := i
-		var b strings.Builder
-		quoted := false
-		for i < len(line) {
-			c = line[i]
-			if c == ' ' || c == '\t' || c == '\r' || c == '\n' {
-				break
-			}
-			switch c {
-			case '\\':
-				if i+1 < len(line) {
-					b.WriteByte(line[i+1])
-					i += 2
-					continue
-				}
-				b.WriteByte(c)
-				i++
-			case '"', '\'':
-				quoted = true
-				q := c
-				i++
-				closed := false
-				for i < len(line) {
-					if line[i] == '\\' && i+1 < len(line) && (line[i+1] == q || line[i+1] == '\\') {
-						b.WriteByte(line[i+1])
-						i += 2
-						continue
-					}
-					if line[i] == q {
-						closed = true
-						i++
-						break
-					}
-					b.WriteByte(line[i])
-					i++
-				}
-				if !closed {
-					return nil, &lexError{col: start + 1, msg: "unterminated quoted string"}
-				}
-			default:
-				b.WriteByte(c)
-				i++
-			}
-		}
-		s := b.String()
-		if s == "" && !quoted {
-			continue
-		}
-		toks = append(toks, token{s: s, col: start + 1})
+// maxWord is the longest word iptables-restore takes: its parameter
+// buffer holds 1024 bytes with the terminating NUL ("Parameter too long!").
+const maxWord = 1023
+
+// splitLine splits a rule line into words as iptables-restore 1.8.9 does
+// (add_param_to_argv in iptables/xshared.c): spaces, tabs and newlines
+// separate words; a double quote opens a quoted part, inside which a
+// backslash takes the next character literally; the closing quote ends
+// the word, even an empty one (`""` is an empty argument, `"a"b` two
+// words). Outside quotes a backslash and a single quote are ordinary
+// characters. A quote left open runs to the end of the line, and the
+// line's newline joins the word (unterminated is then true).
+func splitLine(line string) (toks []token, unterminated bool, lerr *lexError) {
+	var b strings.Builder
+	start := -1 // byte offset where the current word began
+	inQuote, escaped := false, false
+	flush := func() {
+		toks = append(toks, token{s: b.String(), col: start + 1})
+		b.Reset()
+		start = -1
 	}
-	return toks, nil
+	add := func(c byte, i int) {
+		if start < 0 {
+			start = i
+		}
+		b.WriteByte(c)
+	}
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		if b.Len() >= maxWord {
+			return nil, false, &lexError{col: start + 1, msg: "word longer than 1023 bytes: iptables-restore refuses it (Parameter too long!)"}
+		}
+		switch {
+		case inQuote && escaped:
+			add(c, i)
+			escaped = false
+		case inQuote && c == '\\':
+			escaped = true
+		case inQuote && c == '"':
+			inQuote = false
+			flush()
+		case inQuote:
+			add(c, i)
+		case c == '"':
+			inQuote = true
+			if start < 0 {
+				start = i
+			}
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+			if b.Len() > 0 {
+				flush()
+			}
+		default:
+			add(c, i)
+		}
+	}
+	if inQuote {
+		b.WriteByte('\n')
+		unterminated = true
+	}
+	if b.Len() > 0 {
+		flush()
+	}
+	return toks, unterminated, nil
 }
 
 type lexError struct {

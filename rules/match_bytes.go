@@ -41,6 +41,10 @@ func u32Match() MatchParser {
 			if m.M, err = u32.Parse(v); err != nil {
 				return a.Wrap(err)
 			}
+			if n, wide := m.M.WideShift(); wide {
+				// net/netfilter/xt_u32.c u32_mt_checkentry: EINVAL.
+				return a.Errorf("u32 shift by %d: the kernel refuses shift counts of 32 or more (older kernels shifted by the count modulo 32)", n)
+			}
 			m.Invert = inv
 			return nil
 		},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/sluice-project/sluice/packet"
@@ -42,6 +43,15 @@ func (m *simpleMatch) Option(name string, inv bool, a *Args) (bool, error) {
 }
 
 func (m *simpleMatch) Finish() (Match, error) { return m.finish() }
+
+func (m *simpleMatch) optionNames() []string {
+	names := make([]string, 0, len(m.opts))
+	for n := range m.opts {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
 
 func newSimple(opts map[string]optFunc, finish func() (Match, error)) *simpleMatch {
 	return &simpleMatch{opts: opts, seen: map[string]bool{}, finish: finish, noInvert: map[string]bool{}}

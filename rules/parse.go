@@ -35,6 +35,9 @@ type MatchParser interface {
 	Option(name string, invert bool, a *Args) (bool, error)
 	// Finish validates the whole match once its options are read.
 	Finish() (Match, error)
+	// optionNames lists the match's long options (without "--"), which
+	// abbreviations resolve against (options.go).
+	optionNames() []string
 }
 
 // Args hands option values to a MatchParser and positions its errors.
@@ -113,7 +116,11 @@ func Parse(r io.Reader, opt Options) (*Ruleset, error) {
 }
 
 func (p *parser) errAt(t token, msg string) error {
-	return &Error{File: p.opt.File, Line: p.line, Col: t.col, Word: t.s, Msg: msg}
+	w := t.s
+	if t.as != "" {
+		w = t.as
+	}
+	return &Error{File: p.opt.File, Line: p.line, Col: t.col, Word: w, Msg: msg}
 }
 
 func (p *parser) warn(line int, format string, args ...any) {
@@ -129,14 +136,14 @@ func (p *parser) parseLine(line string) error {
 	switch {
 	case trimmed[0] == '*':
 		if p.table != nil {
-			return p.errAt(token{trimmed, col}, fmt.Sprintf("table %q starts before table %q is committed", trimmed[1:], p.table.Name))
+			return p.errAt(token{s: trimmed, col: col}, fmt.Sprintf("table %q starts before table %q is committed", trimmed[1:], p.table.Name))
 		}
 		name := trimmed[1:]
 		if _, ok := builtinChains[name]; !ok {
-			return p.errAt(token{trimmed, col}, unsupportedTable(name))
+			return p.errAt(token{s: trimmed, col: col}, unsupportedTable(name))
 		}
 		if p.rs.Table(name) != nil {
-			return p.errAt(token{trimmed, col}, fmt.Sprintf("table %q appears twice", name))
+			return p.errAt(token{s: trimmed, col: col}, fmt.Sprintf("table %q appears twice", name))
 		}
 		p.table = &Table{Name: name, Line: p.line}
 		p.tabLine = p.line
@@ -146,7 +153,7 @@ func (p *parser) parseLine(line string) error {
 		return nil
 	case trimmed == "COMMIT":
 		if p.table == nil {
-			return p.errAt(token{trimmed, col}, "COMMIT outside a table")
+			return p.errAt(token{s: trimmed, col: col}, "COMMIT outside a table")
 		}
 		if err := p.commit(); err != nil {
 			return err
@@ -155,9 +162,12 @@ func (p *parser) parseLine(line string) error {
 		p.table = nil
 		return nil
 	}
-	toks, lerr := splitLine(line)
+	toks, unterminated, lerr := splitLine(line)
 	if lerr != nil {
 		return &Error{File: p.opt.File, Line: p.line, Col: lerr.col, Msg: lerr.msg}
+	}
+	if unterminated {
+		p.warn(p.line, "a double quote is left open: as in iptables-restore, the last word runs to the end of the line and ends with a newline")
 	}
 	if p.table == nil {
 		return p.errAt(toks[0], "line outside a table: expected *raw, *mangle or *filter first")
@@ -173,7 +183,7 @@ func (p *parser) parseLine(line string) error {
 		}
 		toks = toks[1:]
 		if len(toks) == 0 {
-			return p.errAt(token{trimmed, col}, "counters without a rule")
+			return p.errAt(token{s: trimmed, col: col}, "counters without a rule")
 		}
 	}
 	return p.command(toks)
@@ -204,7 +214,7 @@ func parseCounters(s string) (uint64, uint64, bool) {
 
 func (p *parser) chainDecl(toks []token) error {
 	name := toks[0].s[1:]
-	if err := p.checkChainName(token{name, toks[0].col + 1}); err != nil {
+	if err := p.checkChainName(token{s: name, col: toks[0].col + 1}); err != nil {
 		return err
 	}
 	if len(toks) < 2 {
@@ -262,6 +272,12 @@ func (p *parser) checkChainName(t token) error {
 // command handles -A, -I, -N and -P lines.
 func (p *parser) command(toks []token) error {
 	cmd := toks[0]
+	if strings.HasPrefix(cmd.s, "--") {
+		// getopt_long: --app is --append.
+		if g, vals, _ := globalOption(cmd.s[2:]); len(vals) == 1 {
+			cmd.s, cmd.as = g, cmd.s
+		}
+	}
 	switch cmd.s {
 	case "-A", "--append", "-I", "--insert":
 		if len(toks) < 2 {

@@ -48,10 +48,38 @@ func (p *parser) rule(c *Chain, toks []token) ([]*Rule, error) {
 			invert, invTok = true, t
 			continue
 		}
+		if strings.HasPrefix(t.s, "--") {
+			full, err := p.longOption(b, t)
+			if err != nil {
+				return nil, err
+			}
+			t.s, t.as = full, t.s
+		} else if len(t.s) > 2 && t.s[0] == '-' {
+			toks = slices.Concat(toks[:i], expandShort(t), toks[i+1:])
+			t = toks[i]
+		}
 		a := &Args{p: p, toks: toks, i: i + 1, opt: t}
 		var err error
 		consumed := true
 		switch t.s {
+		case "-4", "--ipv4", "-6", "--ipv6":
+			// iptables-restore silently skips a rule marked for the
+			// other family (-6 in iptables-restore, -4 in
+			// ip6tables-restore), whatever follows; the right family's
+			// mark does nothing, and takes a "!" before it along.
+			if (t.s[len(t.s)-1] == '6') != (p.opt.Family == packet.FamilyIPv6) {
+				p.warn(p.line, "%s marks this rule for the other IP family: iptables-restore skips it, and so does sluice", t.s)
+				return nil, nil
+			}
+		case "--append", "--delete", "--check", "--insert", "--replace", "--list", "--list-rules",
+			"--flush", "--zero", "--new-chain", "--delete-chain", "--rename-chain", "--policy",
+			"--table", "--numeric", "--wait", "--wait-interval", "--exact", "--version", "--help",
+			"--line-numbers", "--modprobe", "-t", "-n", "-x", "-w", "-W":
+			err = p.errAt(t, fmt.Sprintf("%s is not allowed in a rule of iptables-restore input", t.s))
+		case "-v", "--verbose":
+			if invert {
+				err = p.errAt(invTok, "cannot have ! before -v")
+			}
 		case "-s", "--source", "--src", "-d", "--destination", "--dst":
 			err = p.addrOpt(b, t, invert, a)
 		case "-p", "--protocol":
@@ -72,10 +100,21 @@ func (p *parser) rule(c *Chain, toks []token) ([]*Rule, error) {
 		case "-j", "--jump", "-g", "--goto":
 			err = p.targetOpt(b, c, t, invert, a)
 		case "-c", "--set-counters":
+			// The counters are the kernel's business; sluice starts
+			// from zero, but refuses what iptables refuses.
 			if invert {
 				err = p.errAt(invTok, "cannot negate -c")
-			} else if _, err = a.Next(); err == nil {
-				_, err = a.Next()
+				break
+			}
+			for _, what := range []string{"packet", "byte"} {
+				var v string
+				if v, err = a.Next(); err != nil {
+					break
+				}
+				if !scanfUint(v) {
+					err = a.Errorf("-c %s counter not numeric", what)
+					break
+				}
 			}
 		default:
 			consumed = false
@@ -502,16 +541,9 @@ func (p *parser) extOpt(b *ruleBuilder, t token, invert bool, a *Args) error {
 		}
 		a.i = start
 	}
-	if b.r.Proto != 0 && !b.seen["implicit"] {
-		if pname := implicitMatch(b.r.Proto, p.opt.Family); pname != "" {
-			b.seen["implicit"] = true
-			mp := p.newMatch(pname)
-			b.matches = append(b.matches, mp)
-			b.mnames = append(b.mnames, t)
-			b.mkinds = append(b.mkinds, pname)
-			if ok, err := mp.Option(name, invert, a); ok || err != nil {
-				return err
-			}
+	if mp := p.loadImplicit(b, t); mp != nil {
+		if ok, err := mp.Option(name, invert, a); ok || err != nil {
+			return err
 		}
 	}
 	return p.errAt(t, "unknown option for the matches and target of this rule")
@@ -594,4 +626,14 @@ func multiportProto(p uint8) bool {
 		return true
 	}
 	return false
+}
+
+// scanfUint reports whether sscanf("%llu") reads a number from s: white
+// space, an optional sign, then at least one digit (anything may follow).
+func scanfUint(s string) bool {
+	s = strings.TrimLeft(s, " \t\n\v\f\r")
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		s = s[1:]
+	}
+	return s != "" && s[0] >= '0' && s[0] <= '9'
 }

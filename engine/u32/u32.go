@@ -74,7 +74,8 @@ type Match struct {
 // x86-64 (and arm64) the compiled shift instruction uses the count modulo 32,
 // so that is what is reproduced here. Kernels carrying the 2026 xt_u32
 // checkentry fix ("netfilter: xt_u32: reject invalid shift counts") refuse
-// such a rule at load time instead; see Match.WideShift.
+// such a rule at load time instead, and so does the rules parser; see
+// Match.WideShift.
 func (m *Match) Match(l3 []byte) bool {
 	n := uint32(len(l3))
 	if uint64(len(l3)) > 0xffffffff {
@@ -128,20 +129,20 @@ func be32(b []byte, off uint32) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
-// WideShift reports whether some "<<" or ">>" uses a count of 32 or more.
-// Such rules load on kernels without the 2026 u32_mt_checkentry shift check
-// (and then behave as documented on Match), but are rejected with EINVAL by
-// kernels that have it; callers that target such kernels can refuse them.
-func (m *Match) WideShift() bool {
+// WideShift returns the first "<<" or ">>" count of 32 or more, if any.
+// Kernels with the 2026 u32_mt_checkentry shift check refuse such a rule
+// with EINVAL (the rules parser does too); older ones load it and shift
+// by the count modulo 32, as Match does.
+func (m *Match) WideShift() (uint32, bool) {
 	for t := 0; t < int(m.ntests); t++ {
 		ct := &m.tests[t]
 		for i := 1; i < int(ct.nloc); i++ {
 			if (ct.loc[i].op == opLeftShift || ct.loc[i].op == opRightShift) && ct.loc[i].number >= 32 {
-				return true
+				return ct.loc[i].number, true
 			}
 		}
 	}
-	return false
+	return 0, false
 }
 
 // String returns the expression the way iptables-save prints it (u32_dump):

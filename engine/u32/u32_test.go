@@ -185,8 +185,8 @@ func TestWideShift(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.WideShift() != tt.want {
-			t.Errorf("%q WideShift = %v", tt.expr, !tt.want)
+		if _, got := m.WideShift(); got != tt.want {
+			t.Errorf("%q WideShift = %v", tt.expr, got)
 		}
 	}
 }

@@ -1,0 +1,112 @@
+package rules
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/sluice-project/sluice/packet"
+)
+
+// getopt forms iptables-restore 1.8.9 (legacy) reads, each checked there
+// with iptables-legacy-save: abbreviated long options, the -4 and -6
+// family marks, and -v.
+func TestGetoptForms(t *testing.T) {
+	parse := func(fam packet.Family, rule string) (*Ruleset, error) {
+		chain := "PREROUTING"
+		if strings.HasPrefix(rule, "--") && !strings.HasPrefix(rule, "--app") {
+			rule = "-A PREROUTING " + rule
+		}
+		text := "*raw\n:" + chain + " ACCEPT [0:0]\n" + rule + "\nCOMMIT\n"
+		return Parse(strings.NewReader(text), Options{Family: fam, File: "t.rules"})
+	}
+	v4, v6 := packet.FamilyIPv4, packet.FamilyIPv6
+	same := []struct {
+		fam        packet.Family
+		got, want  string
+		skipped    bool
+		hasWarning string
+	}{
+		{v4, "-A PREROUTING -p tcp --dp 22 -j DROP", "-A PREROUTING -p tcp --dport 22 -j DROP", false, ""},
+		{v4, "-A PREROUTING -p tcp --dpo 22 --tcp-f SYN SYN", "-A PREROUTING -p tcp --dport 22 --tcp-flags SYN SYN", false, ""},
+		{v4, "-A PREROUTING --prot tcp --so 10.0.0.1 --desti 10.0.0.2 --ju DROP", "-A PREROUTING -p tcp -s 10.0.0.1 -d 10.0.0.2 -j DROP", false, ""},
+		{v4, "-A PREROUTING --sr 10.0.0.1 --ds 10.0.0.2", "-A PREROUTING -s 10.0.0.1 -d 10.0.0.2", false, ""},
+		{v4, "-A PREROUTING --fragments -j DROP", "-A PREROUTING -f -j DROP", false, ""},
+		{v4, "-A PREROUTING --frag -j DROP", "-A PREROUTING -f -j DROP", false, ""},
+		{v4, "-A PREROUTING -p tcp -m multiport --dp 22", "-A PREROUTING -p tcp -m multiport --dports 22", false, ""},
+		{v4, "-A PREROUTING -m limit --limit 1/s --limit-b 3", "-A PREROUTING -m limit --limit 1/s --limit-burst 3", false, ""},
+		{v4, "-A PREROUTING -m comment --comm x", "-A PREROUTING -m comment --comment x", false, ""},
+		{v4, "-A PREROUTING -j LOG --log-p x", "-A PREROUTING -j LOG --log-prefix x", false, ""},
+		{v4, "-A PREROUTING -m string --alg bm --str abc", "-A PREROUTING -m string --algo bm --string abc", false, ""},
+		{v4, "--app PREROUTING -j DROP", "-A PREROUTING -j DROP", false, ""},
+		{v4, "-A PREROUTING -4 -j DROP", "-A PREROUTING -j DROP", false, ""},
+		{v4, "-A PREROUTING ! -4 -s 10.0.0.1 -j DROP", "-A PREROUTING -s 10.0.0.1 -j DROP", false, ""},
+		{v4, "-A PREROUTING -v -j DROP", "-A PREROUTING -j DROP", false, ""},
+		{v6, "-A PREROUTING --ipv6 -j DROP", "-A PREROUTING -j DROP", false, ""},
+		{v4, "-A PREROUTING -mcomment --comment x", "-A PREROUTING -m comment --comment x", false, ""},
+		{v4, "-A PREROUTING -fmcomment --comment y", "-A PREROUTING -f -m comment --comment y", false, ""},
+		{v4, "-A PREROUTING -c1 2 -j DROP", "-A PREROUTING -c 1 2 -j DROP", false, ""},
+		{v4, "-A PREROUTING -ieth0", "-A PREROUTING -i -ieth0", false, ""},
+		{v4, "-A PREROUTING -s 10.0.0.1 -6 -j DROP", "", true, "-6 marks this rule for the other IP family"},
+		{v4, "-A PREROUTING ! -6 --bogus", "", true, "other IP family"},
+		{v4, "-A PREROUTING -m string --algo kmp -65536-from 38", "", true, "other IP family"},
+		{v6, "-A PREROUTING --ipv4 -j DROP", "", true, "other IP family"},
+	}
+	norm := func(rs *Ruleset) []Rule {
+		var out []Rule
+		for _, r := range rs.Table("raw").Chain("PREROUTING").Rules {
+			c := *r
+			c.Line, c.Text, c.targetCol = 0, "", 0
+			out = append(out, c)
+		}
+		return out
+	}
+	for _, tt := range same {
+		rs, err := parse(tt.fam, tt.got)
+		if err != nil {
+			t.Errorf("%s: %v", tt.got, err)
+			continue
+		}
+		got := norm(rs)
+		if tt.skipped {
+			if len(got) != 0 {
+				t.Errorf("%s: %d rules, want the rule skipped", tt.got, len(got))
+			}
+		} else {
+			want, err := parse(tt.fam, tt.want)
+			if err != nil {
+				t.Fatalf("%s: %v", tt.want, err)
+			}
+			if w := norm(want); !reflect.DeepEqual(got, w) {
+				t.Errorf("%s:\n got %+v\nwant %+v", tt.got, got, w)
+			}
+		}
+		if tt.hasWarning != "" && (len(rs.Warnings) == 0 || !strings.Contains(rs.Warnings[0].Msg, tt.hasWarning)) {
+			t.Errorf("%s: warnings %v, want one saying %q", tt.got, rs.Warnings, tt.hasWarning)
+		}
+	}
+	for _, tt := range []struct{ rule, word, msg string }{
+		{"-A PREROUTING -m limit --lim 1/s", "--lim", "ambiguous (--limit, --limit-burst)"},
+		{"-A PREROUTING -m recent --se", "--se", "ambiguous (--set-counters, --seconds, --set)"},
+		{"-A PREROUTING -m set --ma foo src", "--ma", "ambiguous (--match, --match-set)"},
+		{"-A PREROUTING --s 10.0.0.1", "--s", "ambiguous"},
+		{"-A PREROUTING -m tcp -p tcp --t SYN SYN", "--t", "ambiguous (--table, --tcp-flags, --tcp-option)"},
+		{"-A PREROUTING -p tcp --t SYN SYN", "--t", "--table is not allowed in a rule"},
+		{"-A PREROUTING --numeric", "--numeric", "--numeric is not allowed in a rule"},
+		{"-A PREROUTING ! -v -j DROP", "!", "cannot have ! before -v"},
+		{"-A PREROUTING -ptcp", "-ptcp", "protocol"},
+		{"-A PREROUTING -s1.2.3.4", "-s1.2.3.4", ""},
+		{"-A PREROUTING -jDROP", "-jDROP", "missing target name"},
+		{"-A PREROUTING -c-to 52", "-to", "packet counter not numeric"},
+		{"-A PREROUTING -c 1 x", "x", "byte counter not numeric"},
+		{"-A PREROUTING -4fj DROP", "-4fj", "missing target name"},
+		{"-A PREROUTING -hex-string x", "-hex-string", "unknown option"},
+		{"-A PREROUTING -p tcp --dport 1 --sport 2 --so 10.0.0.1", "--so", "ambiguous (--source, --source-port)"},
+	} {
+		_, err := parse(v4, tt.rule)
+		e, ok := err.(*Error)
+		if !ok || e.Word != tt.word || !strings.Contains(e.Msg, tt.msg) {
+			t.Errorf("%s: error %v, want %q at %q", tt.rule, err, tt.msg, tt.word)
+		}
+	}
+}
