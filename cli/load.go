@@ -33,7 +33,7 @@ func (rf *ruleFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&rf.hz, "hz", 0, "kernel tick rate for limit/hashlimit/recent (default: this kernel's CONFIG_HZ, else 250)")
 	fs.StringVar(&rf.iface, "iface-name", "eth0", "input interface name that -i compares against")
 	fs.StringVar(&rf.hlFull, "hashlimit-full", "drop", "when a hashlimit table is full: drop (the kernel's behaviour: new sources are dropped) or evict-oldest (keeps new legitimate sources working under a spoofed flood)")
-	fs.StringVar(&rf.local, "local-addrs", "", "comma-separated addresses of this host (IPv4 sources claiming one are martians and never reach INPUT)")
+	fs.StringVar(&rf.local, "local-addrs", "", "comma-separated addresses of this host, each optionally with its prefix length (IPv4 sources claiming one are martians and never reach INPUT; a prefix makes its broadcast address known)")
 }
 
 // loaded is the text of a ruleset pair and its sets, kept as read because
@@ -44,6 +44,8 @@ type loaded struct {
 	hz                    uint64
 	iface                 string
 	localAddrs            []netip.Addr
+	localNets             []netip.Prefix
+	wallOffset            int64 // engine.Config.WallOffset
 	hlFull                hashlimit.FullPolicy
 	builtin               bool
 }
@@ -76,6 +78,15 @@ func (rf *ruleFlags) load() (*loaded, error) {
 	var err error
 	for _, a := range strings.Split(rf.local, ",") {
 		if a == "" {
+			continue
+		}
+		if strings.Contains(a, "/") {
+			pfx, err := netip.ParsePrefix(a)
+			if err != nil {
+				return nil, fmt.Errorf("--local-addrs: %v", err)
+			}
+			l.localAddrs = append(l.localAddrs, pfx.Addr())
+			l.localNets = append(l.localNets, pfx)
 			continue
 		}
 		addr, err := netip.ParseAddr(a)
@@ -161,7 +172,8 @@ func (l *loaded) compileWith(st *engine.State, now int64) (*engine.Program, *par
 	if err != nil {
 		return nil, nil, err
 	}
-	pr, err := engine.Compile(engine.Config{Rules4: ps.r4, Rules6: ps.r6, HZ: l.hz, InIface: l.iface, LocalAddrs: l.localAddrs}, ps.st, now)
+	pr, err := engine.Compile(engine.Config{Rules4: ps.r4, Rules6: ps.r6, HZ: l.hz, InIface: l.iface,
+		LocalAddrs: l.localAddrs, LocalNets: l.localNets, WallOffset: l.wallOffset}, ps.st, now)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -68,7 +68,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	if *control == "" {
 		*control = filepath.Join(daemon.DefaultLockDir, *iface+".sock")
 	}
-	l, err := rf.load()
+	l, err := loadLive(&rf)
 	if err != nil {
 		return err
 	}
@@ -82,7 +82,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	// program is compiled from and the engine program (against the
 	// running state) that resumes its fallback sites.
 	reloadXDP := func() (*daemon.Reloaded, error) {
-		nl, err := rf.load()
+		nl, err := loadLive(&rf)
 		if err != nil {
 			return nil, err
 		}
@@ -118,7 +118,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	// reload re-reads the files it was started with and compiles them
 	// against the running state, so rate-limit state carries over.
 	reload := func() (*engine.Program, error) {
-		nl, err := rf.load()
+		nl, err := loadLive(&rf)
 		if err != nil {
 			return nil, err
 		}
@@ -252,4 +252,15 @@ func serveXDP(d *daemon.XDPDaemon, control, metricsAddr string, logger *slog.Log
 			return d.Stop()
 		}
 	}
+}
+
+// loadLive is rf.load for the daemon, whose packet clock is
+// daemon.Monotonic.
+func loadLive(rf *ruleFlags) (*loaded, error) {
+	l, err := rf.load()
+	if err != nil {
+		return nil, err
+	}
+	l.wallOffset = daemon.WallOffset()
+	return l, nil
 }

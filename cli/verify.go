@@ -62,6 +62,7 @@ func runVerify(args []string, stdout, stderr io.Writer) error {
 	// The sluice side: the same frames, the same number of times, on a
 	// host configured like the oracle's.
 	l.localAddrs = []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}
+	l.localNets = []netip.Prefix{testnet.BIPv4}
 	pr, _, err := l.compile(frames[0].ts)
 	if err != nil {
 		return err

@@ -46,6 +46,11 @@ var epoch = time.Now()
 // Monotonic() as the load time.
 func Monotonic() int64 { return int64(time.Since(epoch)) }
 
+// WallOffset turns Monotonic into Unix time: compile with it as
+// engine.Config.WallOffset (the IPv4 timestamp option records the time
+// of day).
+func WallOffset() int64 { return epoch.UnixNano() }
+
 // QueueStats are one queue's counters.
 type QueueStats struct {
 	Queue    int  `json:"queue"`

@@ -25,6 +25,15 @@ type Config struct {
 	// packets claiming one of them as source before INPUT, and joins the
 	// IPv6 solicited-node group of each.
 	LocalAddrs []netip.Addr
+	// LocalNets are the prefixes of the host's IPv4 addresses, if known:
+	// a datagram to a subnet's broadcast address is a broadcast, for
+	// which IPv4 record-route and timestamp options get the host's
+	// address rather than the destination (ipopts.go).
+	LocalNets []netip.Prefix
+	// WallOffset added to the now passed to Process gives Unix time in
+	// nanoseconds; zero when now is already that (capture timestamps).
+	// The IPv4 timestamp option records the time of day.
+	WallOffset int64
 }
 
 // Program is a compiled, immutable ruleset pair. Workers evaluate it
@@ -36,6 +45,8 @@ type Program struct {
 	state   *State
 
 	localAddrs []netip.Addr
+	localNets  []netip.Prefix
+	wallOffset int64
 }
 
 // Compile builds a Program. st carries the state of stateful matches and
@@ -49,7 +60,8 @@ func Compile(cfg Config, st *State, now int64) (*Program, error) {
 		st = NewState(nil, cfg.HZ)
 	}
 	st.hz = cfg.HZ
-	pr := &Program{clock: jiffies.Clock{HZ: cfg.HZ}, state: st, localAddrs: cfg.LocalAddrs}
+	pr := &Program{clock: jiffies.Clock{HZ: cfg.HZ}, state: st, localAddrs: cfg.LocalAddrs,
+		localNets: cfg.LocalNets, wallOffset: cfg.WallOffset}
 	if len(cfg.InIface) > 15 {
 		return nil, fmt.Errorf("interface name %q is longer than 15 characters", cfg.InIface)
 	}
@@ -109,6 +121,10 @@ type Worker struct {
 	logBuf     []byte
 	logDropped atomic.Uint64
 	dgram      packet.Packet
+	// optPkt is a datagram whose IPv4 options the kernel rewrites before
+	// INPUT (ipopts.go), over its copy optBuf.
+	optPkt packet.Packet
+	optBuf []byte
 
 	// lastRule is the index (in the family's rule array) of the rule
 	// whose ACCEPT or DROP decided the last packet, or -1 for a policy or
@@ -223,6 +239,9 @@ func (w *Worker) walk(p *packet.Packet, now int64, site *ResumeSite) Verdict {
 				}
 				p = &w.dgram
 				w.begin(fp, p)
+			}
+			if p.Family == packet.FamilyIPv4 && p.L4Off > 20 {
+				p = w.inputOptions(p, now)
 			}
 		}
 		ci := fp.hooks[h]

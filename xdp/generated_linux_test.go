@@ -38,7 +38,7 @@ func TestCombinedGenerated(t *testing.T) {
 	}
 	const hz = jiffies.DefaultHZ
 	cfg := engine.Config{HZ: hz, InIface: testnet.BIfName,
-		LocalAddrs: []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}}
+		LocalAddrs: []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}, LocalNets: []netip.Prefix{testnet.BIPv4}}
 	ran, tooLarge := 0, 0
 	for _, seed := range seeds {
 		ps, frames, times := generatedForTest(t, seed)
@@ -70,7 +70,7 @@ func TestCombinedVerifierGivesUp(t *testing.T) {
 	testnet.RequireForTest(t)
 	const hz = jiffies.DefaultHZ
 	ps, frames, times := generatedForTest(t, 861)
-	cfg := engine.Config{HZ: hz, InIface: testnet.BIfName, LocalAddrs: []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}}
+	cfg := engine.Config{HZ: hz, InIface: testnet.BIfName, LocalAddrs: []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}, LocalNets: []netip.Prefix{testnet.BIPv4}}
 	spec, _ := diffCombinedWith(t, combinedEnv{rs4: ps.R4, rs6: ps.R6, cfg: cfg,
 		newState: func() *engine.State { return engine.NewState(ps.Sets, hz) }}, frames, times, times[0])
 	demoted := 0

@@ -12,6 +12,10 @@ import (
 // Address pools. Sources repeat so that sets, hashlimit and recent see the
 // same hosts again; some are inside the generated sets, some outside, and
 // a few are martians (our own address, loopback, multicast, 0.0.0.0).
+// IPv6 sources never include the oracle host's own address 2001:db8::1:
+// the kernel's ICMPv6 errors to it loop back through lo and are counted
+// in PREROUTING and INPUT a second time, which no filter on the wire
+// could see.
 var (
 	src4Pool = mustAddrs("198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.5", "198.51.100.6", "198.51.100.9",
 		"10.1.2.3", "10.200.0.9", "203.0.113.5", "203.0.113.77", "198.18.0.1", "0.1.2.3",
@@ -34,31 +38,11 @@ func mustAddrs(ss ...string) []netip.Addr {
 	return out
 }
 
-// StackedVLANAfterZero lets the generator write a VID 0 priority tag
-// followed by a VID 100 tag. It is off while sluice treats such a frame as
-// untagged (the decoder keeps the outermost VID only, and the engine
-// filters when it is 0) although the kernel strips the VID 0 tag, finds
-// VID 100 with no VLAN device and drops the frame before PREROUTING
-// (oracle fact 3). The quirk case vlan0-then-100 keeps the bug in view.
-//
-// IPv6 sources never include the oracle host's own address 2001:db8::1:
-// the kernel's ICMPv6 errors to it loop back through lo and are counted
-// in PREROUTING and INPUT a second time, which no filter on the wire
-// could see.
-var StackedVLANAfterZero = false
-
-// BadIPv4Options lets the generator write IPv4 options that
-// ip_options_compile() refuses (record route of length 2) or that
-// ip_rcv_options() drops (source routes, accept_source_route=0). It is off
-// while the engine lets such packets reach INPUT: the kernel drops them in
-// ip_rcv_finish_core() -> ip_rcv_options() after PREROUTING. The quirk
-// case ipv4-bad-options keeps the bug in view.
-var BadIPv4Options = false
-
 // frameGen builds frames from one seed.
 type frameGen struct {
-	r  *rand.Rand
-	id uint32 // fragment identifications are unique, so nothing reassembles
+	r     *rand.Rand
+	id    uint32 // fragment identifications are unique, so nothing reassembles
+	alpha bool   // payloads from alphaPayload (GenerateMatchFrames)
 }
 
 func (g *frameGen) n(k int) int    { return g.r.IntN(k) }
@@ -78,7 +62,10 @@ const (
 // for (IPv4, IPv6 or both), deterministic in seed. Unicast frames are
 // addressed to the oracle host's MAC, as `sluice verify` readdresses them.
 func GenerateFrames(seed int64, n int, v4, v6 bool) []oracle.Frame {
-	g := &frameGen{r: rand.New(rand.NewPCG(uint64(seed), 0xf7a3e5)), id: 0x1000}
+	return generateFrames(&frameGen{r: rand.New(rand.NewPCG(uint64(seed), 0xf7a3e5)), id: 0x1000}, n, v4, v6)
+}
+
+func generateFrames(g *frameGen, n int, v4, v6 bool) []oracle.Frame {
 	out := make([]oracle.Frame, 0, n)
 	for i := 0; i < n; i++ {
 		var f []byte
@@ -100,6 +87,9 @@ func GenerateFrames(seed int64, n int, v4, v6 bool) []oracle.Frame {
 }
 
 func (g *frameGen) payload() []byte {
+	if g.alpha {
+		return g.alphaPayload()
+	}
 	var p []byte
 	switch g.n(5) {
 	case 0:
@@ -205,9 +195,9 @@ func (g *frameGen) linkOpts(v6 bool) []packet.BuildOpt {
 	case 2:
 		o = append(o, packet.WithVLAN(100))
 	case 3:
-		if StackedVLANAfterZero {
-			o = append(o, packet.WithVLAN(0), packet.WithVLAN(100))
-		}
+		// A priority tag, then VID 100: the kernel strips the first and
+		// drops the frame for the second (no such VLAN device).
+		o = append(o, packet.WithVLAN(0), packet.WithVLAN(100))
 	}
 	if g.p(40) {
 		o = append(o, packet.WithTTL(pickF(g, []uint8{0, 1, 2, 63, 64, 65, 127, 128, 255})))
@@ -244,12 +234,18 @@ func (g *frameGen) frame4() []byte {
 				{1, 1, 1, 1},          // NOPs
 				{0x94, 4, 0, 0},       // router alert
 				{7, 7, 4, 0, 0, 0, 0}, // record route
-				{0x44, 12, 5, 0x01, 0, 0, 0, 0, 0, 0, 0, 0}, // timestamp
+				// Timestamps: full (INPUT sees the overflow counter
+				// go up), and with a prespecified address not ours
+				// (left alone). One with room would have the kernel
+				// write its own clock's time of day, which no frame
+				// time predicts (engine/ipopts_test.go pins that).
+				{0x44, 12, 13, 0x01, 0, 0, 0, 0, 0, 0, 0, 0},
+				{0x44, 12, 5, 0x03, 198, 51, 100, 1, 0, 0, 0, 0},
 				{0x88, 4, 0, 1}, // stream id
 				{0x9e, 3, 0},    // unknown option
 				{0, 1, 1, 1},    // end of list first
 			})))
-			if BadIPv4Options && g.p(30) {
+			if g.p(30) {
 				opts = append(opts, packet.WithIPv4Options(pickF(g, [][]byte{
 					{7, 2, 0, 0},                  // record route, bad length
 					{0x83, 7, 4, 198, 51, 100, 1}, // loose source route (accept_source_route=0)

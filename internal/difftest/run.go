@@ -70,7 +70,7 @@ func RunEngine(c Case, frames []oracle.Frame, hz uint64) (rep *report.Report, er
 	}
 	st := engine.NewState(ps.Sets, hz)
 	pr, err := engine.Compile(engine.Config{Rules4: ps.R4, Rules6: ps.R6, HZ: hz, InIface: testnet.BIfName,
-		LocalAddrs: []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}}, st, now)
+		LocalAddrs: []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}, LocalNets: []netip.Prefix{testnet.BIPv4}}, st, now)
 	if err != nil {
 		return nil, err
 	}
