@@ -115,11 +115,13 @@ func (p *parser) setMatch() MatchParser {
 		if err != nil {
 			return err
 		}
+		// libxt_set parse_dirs compares the first three letters only:
+		// "srcX" is src, "dst\" is dst.
 		for _, d := range strings.Split(dirs, ",") {
-			switch d {
-			case "src":
+			switch {
+			case strings.HasPrefix(d, "src"):
 				m.Dirs = append(m.Dirs, ipset.DirSrc)
-			case "dst":
+			case strings.HasPrefix(d, "dst"):
 				m.Dirs = append(m.Dirs, ipset.DirDst)
 			default:
 				return a.Errorf("direction %q must be src or dst", d)

@@ -2,7 +2,6 @@ package rules
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -538,11 +537,11 @@ func macMatch() MatchParser {
 			if err != nil {
 				return err
 			}
-			hw, err := net.ParseMAC(v)
-			if err != nil || len(hw) != 6 {
+			hw, ok := parseEtherMAC(v)
+			if !ok {
 				return a.Errorf("invalid MAC address %q", v)
 			}
-			copy(m.Addr[:], hw)
+			m.Addr = hw
 			m.Invert, seen = inv, true
 			return nil
 		},
@@ -577,4 +576,81 @@ func commentMatch() MatchParser {
 	})
 	sm.noInvert["comment"] = true
 	return sm
+}
+
+// parseEtherMAC reads a MAC address as xtopt_parse_ethermac (iptables
+// libxtables/xtoptions.c) does: six parts separated by ':', each read by
+// strtoul in base 16 and cut to a byte, taking at most two characters
+// (leading white space and a sign count; an empty part is 0).
+func parseEtherMAC(s string) ([6]byte, bool) {
+	var hw [6]byte
+	for i := range hw {
+		v, n := strtoulHex(s)
+		if n > 2 {
+			return hw, false
+		}
+		hw[i] = byte(v)
+		s = s[n:]
+		if i < 5 {
+			if s == "" || s[0] != ':' {
+				return hw, false
+			}
+			s = s[1:]
+		}
+	}
+	return hw, s == ""
+}
+
+// strtoulHex is strtoul(s, &end, 16): the value and how many bytes it
+// read (0 when there are no digits, white space and sign included then).
+func strtoulHex(s string) (uint64, int) {
+	i := 0
+	for i < len(s) && (s[i] == ' ' || s[i] >= '\t' && s[i] <= '\r') {
+		i++
+	}
+	neg := false
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		neg = s[i] == '-'
+		i++
+	}
+	hex := func(c byte) (uint64, bool) {
+		switch {
+		case c >= '0' && c <= '9':
+			return uint64(c - '0'), true
+		case c >= 'a' && c <= 'f':
+			return uint64(c-'a') + 10, true
+		case c >= 'A' && c <= 'F':
+			return uint64(c-'A') + 10, true
+		}
+		return 0, false
+	}
+	if i+2 < len(s) && s[i] == '0' && (s[i+1] == 'x' || s[i+1] == 'X') {
+		if _, ok := hex(s[i+2]); ok {
+			i += 2
+		}
+	}
+	start := i
+	var v uint64
+	over := false
+	for i < len(s) {
+		d, ok := hex(s[i])
+		if !ok {
+			break
+		}
+		if v > (^uint64(0)-d)/16 {
+			over = true
+		}
+		v = v*16 + d
+		i++
+	}
+	if i == start {
+		return 0, 0
+	}
+	if over {
+		v = ^uint64(0)
+	}
+	if neg {
+		v = -v
+	}
+	return v, i
 }

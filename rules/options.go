@@ -171,7 +171,8 @@ func (tp *targetParser) optionNames() []string {
 // -m, -g and -c take the rest of the word as their value ("-gX"); -s, -d,
 // -p, -j, -i and -o take the whole word, which iptables reads back as
 // argv[optind-1] ("-ieth0" names the interface "-ieth0", "-ptcp" is the
-// unknown protocol "-ptcp"). Any other letter is an option sluice does not
+// unknown protocol "-ptcp"), or the next word when they end the word
+// ("-4j DROP"). Any other letter is an option sluice does not
 // take in a rule; it comes out alone, for the caller to refuse.
 func expandShort(t token) []token {
 	w := t.s
@@ -188,7 +189,10 @@ func expandShort(t token) []token {
 				out = append(out, token{s: w[i+1:], col: t.col + i + 1})
 			}
 		case 's', 'd', 'p', 'j', 'i', 'o':
-			out = append(out, opt, token{s: w, col: t.col})
+			out = append(out, opt)
+			if i+1 < len(w) {
+				out = append(out, token{s: w, col: t.col})
+			} // else the next word is the value ("-4j DROP")
 		default:
 			out = append(out, opt)
 		}

@@ -291,6 +291,13 @@ func TestParseExtMatches(t *testing.T) {
 				t.Errorf("set %+v", s)
 			}
 		}},
+		{`-A PREROUTING -m set --match-set allow srcx,dst\\`, func(t *testing.T, m rules.Match) {
+			// libxt_set reads the first three letters of a direction ("dst\" after a stray backslash).
+			s := m.(*rules.Set)
+			if len(s.Dirs) != 2 || s.Dirs[0] != ipset.DirSrc || s.Dirs[1] != ipset.DirDst {
+				t.Errorf("set %+v", s)
+			}
+		}},
 		{`-A PREROUTING -m set --set allow src ! --packets-eq 3`, func(t *testing.T, m rules.Match) {
 			s := m.(*rules.Set)
 			if s.Flags.PacketsOp != ipset.CounterNE || s.Flags.Packets != 3 {

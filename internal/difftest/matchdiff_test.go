@@ -108,12 +108,7 @@ func TestByteMatchArgsAgreeWithIptables(t *testing.T) {
 			m = mutateText(r, s, "|0123456789abcdefABCDEFgx \t\\\"-")
 		}
 		text := fmt.Sprintf("*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING %s\nCOMMIT\n", m)
-		out, kerr := ns.RunInput(ctx, []byte(text), "iptables-legacy-restore", "--wait=10")
-		if kerr == nil && strings.Contains(string(out), "Usage:") {
-			// "-h..." (a mangled --hex-string): iptables-restore
-			// prints its help and exits 0 without loading anything.
-			kerr = fmt.Errorf("printed its help and loaded nothing")
-		}
+		kerr := restore(ctx, ns, []byte(text), "iptables-legacy-restore")
 		_, serr := Parse(Case{Rules4: []byte(text)}, jiffies.DefaultHZ, FrameStart)
 		switch {
 		case kerr == nil && serr == nil:
@@ -221,4 +216,28 @@ func TestBPFCheckerAgreesWithKernel(t *testing.T) {
 	if bad > 0 {
 		t.Errorf("%d of %d programs: sluice and the kernel disagree", bad, *flagBPFPrograms)
 	}
+}
+
+// restore loads text with tool (iptables-legacy-restore or
+// ip6tables-legacy-restore) in ns. A word starting "-h" (a mangled
+// "--hex-string", say) makes it print its help and exit 0 having loaded
+// nothing: that is a refusal.
+func restore(ctx context.Context, ns *testnet.NS, text []byte, tool string) error {
+	out, err := ns.RunInput(ctx, text, tool, "--wait=10")
+	if err == nil && strings.Contains(string(out), "Usage:") {
+		return fmt.Errorf("%s printed its help and loaded nothing", tool)
+	}
+	return err
+}
+
+// errLine shortens a tool's error for a test log.
+func errLine(err error) string {
+	if err == nil {
+		return "accepted"
+	}
+	s := err.Error()
+	if i := strings.Index(s, "restore"); i >= 0 && len(s) > 300 {
+		s = s[:300]
+	}
+	return s
 }

@@ -50,7 +50,7 @@ func TestParserAgreesWithIptables(t *testing.T) {
 			text, tool = c.Rules6, "ip6tables-legacy-restore"
 		}
 		mutated, what := mutateRules(rng, string(text), v6)
-		_, kerr := ns.RunInput(ctx, []byte(mutated), tool, "--wait=10")
+		kerr := restore(ctx, ns, []byte(mutated), tool)
 		mc := Case{Sets: c.Sets}
 		if v6 {
 			mc.Rules6 = []byte(mutated)
@@ -105,17 +105,6 @@ func parseGap(what string, serr error) string {
 	return ""
 }
 
-func errLine(err error) string {
-	if err == nil {
-		return "accepted"
-	}
-	s := err.Error()
-	if i := strings.Index(s, "restore"); i >= 0 && len(s) > 300 {
-		s = s[:300]
-	}
-	return s
-}
-
 // mutateRules applies one mutation to one rule line of text and says
 // which, with the line before and after.
 func mutateRules(rng *rand.Rand, text string, v6 bool) (string, string) {
@@ -148,7 +137,15 @@ func mutateRules(rng *rand.Rand, text string, v6 bool) (string, string) {
 	}
 	edge := []string{"0", "-1", "65535", "65536", "4294967296", "256", "1:0", "abc", ""}
 	var what string
-	switch rng.IntN(8) {
+	switch rng.IntN(10) {
+	case 8, 9:
+		// Characters edited anywhere after "-A CHAIN": quoting,
+		// options run together or cut short.
+		head := strings.Join(toks[:2], " ") + " "
+		rest := mutateText(rng, strings.TrimPrefix(lines[i], head), "-! \"'\\0123456789abcdefxmpsjgfv46:,/.")
+		before := lines[i]
+		lines[i] = head + rest
+		return strings.Join(lines, "\n"), fmt.Sprintf("characters edited\n  before: %s\n  after:  %s", before, lines[i])
 	case 6:
 		// The same number in another C notation: both must read it
 		// alike (and, with -parse.kernel, mean the same by it).
