@@ -44,6 +44,11 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 			printRuleset(stdout, rs)
 		}
 	}
+	if ps.sets != nil {
+		for _, w := range ps.sets.Warnings {
+			warnings = append(warnings, rules.Warning{File: w.File, Line: w.Line, Msg: w.Msg})
+		}
+	}
 	if ps.sets != nil && !*quiet {
 		for _, n := range ps.sets.Names() {
 			s := ps.sets.Get(n)

@@ -51,33 +51,44 @@ func (p *parser) errf(t token, format string, a ...any) *ParseError {
 	return &ParseError{File: p.file, Line: p.line, Col: t.col, Word: t.s, Msg: fmt.Sprintf(format, a...)}
 }
 
-// tokenize splits on blanks; a word starting with '"' runs to the next
-// '"' (ipset's comment strings cannot contain quotes).
-func tokenize(line string) ([]token, *token) {
-	var out []token
-	i := 0
-	for i < len(line) {
+// tokenize splits a line as ipset restore does (build_argv in ipset's
+// src/ipset.c): blanks separate words; a double quote turns quoting on or
+// off and is dropped, so `"x"y` is xy and blanks inside quotes are kept.
+// A quote left open swallows the rest of the line, newline included, and
+// ipset drops that last word without a word said: open is then where it
+// began (the line is otherwise taken).
+func tokenize(line string) (toks []token, open *token) {
+	var b strings.Builder
+	start := -1
+	quoted := false
+	for i := 0; i < len(line); i++ {
 		c := line[i]
-		if c == ' ' || c == '\t' || c == '\r' {
-			i++
-			continue
-		}
-		start := i
-		if c == '"' {
-			j := strings.IndexByte(line[i+1:], '"')
-			if j < 0 {
-				return out, &token{s: line[start:], col: start + 1}
+		switch {
+		case c == '"':
+			quoted = !quoted
+			if start < 0 {
+				start = i
 			}
-			i += j + 2
-			out = append(out, token{s: line[start:i], col: start + 1})
-			continue
+		case !quoted && (c == ' ' || c == '\t' || c == '\r'):
+			if b.Len() > 0 {
+				toks = append(toks, token{s: b.String(), col: start + 1})
+			}
+			b.Reset()
+			start = -1
+		default:
+			if start < 0 {
+				start = i
+			}
+			b.WriteByte(c)
 		}
-		for i < len(line) && line[i] != ' ' && line[i] != '\t' && line[i] != '\r' {
-			i++
-		}
-		out = append(out, token{s: line[start:i], col: start + 1})
 	}
-	return out, nil
+	if quoted {
+		return toks, &token{s: line[start:], col: start + 1}
+	}
+	if b.Len() > 0 {
+		toks = append(toks, token{s: b.String(), col: start + 1})
+	}
+	return toks, nil
 }
 
 // Parse reads `ipset save` / `ipset restore` text. now (ns) anchors element
@@ -89,9 +100,10 @@ func Parse(filename string, r io.Reader, now int64) (*Registry, error) {
 	for sc.Scan() {
 		p.line++
 		line := sc.Text()
-		toks, bad := tokenize(line)
-		if bad != nil {
-			return nil, p.errf(*bad, "unterminated quoted string")
+		toks, open := tokenize(line)
+		if open != nil {
+			p.r.Warnings = append(p.r.Warnings, Warning{File: filename, Line: p.line,
+				Msg: fmt.Sprintf("a double quote is left open at column %d: ipset restore drops %q, the rest of the line", open.col, open.s)})
 		}
 		if len(toks) == 0 || strings.HasPrefix(toks[0].s, "#") {
 			continue
@@ -426,9 +438,6 @@ func (p *parser) add(toks []token) error {
 				return p.errf(t, "set %q was created without comment support", s.name)
 			}
 			c := v.s
-			if len(c) >= 2 && c[0] == '"' && c[len(c)-1] == '"' {
-				c = c[1 : len(c)-1]
-			}
 			if len(c) > 255 {
 				return p.errf(v, "comment longer than 255 characters")
 			}
@@ -635,7 +644,19 @@ func (p *parser) addElem(s *Set, t token, o *addOpts) error {
 		p.total++
 		return nil
 	case typeBitmapPort:
-		lo, hi, err := p.portRange(t, t.s)
+		// ipset_parse_tcp_udp_port: [tcp|udp:]port[-port].
+		portStr := t.s
+		if protoStr, rest, ok := strings.Cut(t.s, ":"); ok {
+			proto, known := protoByName(protoStr)
+			if !known {
+				return p.errf(t, "unknown protocol %q", protoStr)
+			}
+			if proto != packet.ProtoTCP && proto != packet.ProtoUDP {
+				return p.errf(t, "only protocols TCP and UDP are valid")
+			}
+			portStr = rest
+		}
+		lo, hi, err := p.portRange(t, portStr)
 		if err != nil {
 			return err
 		}

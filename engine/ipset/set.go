@@ -1,6 +1,7 @@
 package ipset
 
 import (
+	"fmt"
 	"net/netip"
 	"sort"
 	"sync/atomic"
@@ -555,7 +556,19 @@ type Registry struct {
 	sets   map[string]*Set
 	order  []*Set
 	loaded int64 // the now given to Parse; Save prints timeouts relative to it
+	// Warnings are what ipset restore takes but the operator should
+	// know (Parse).
+	Warnings []Warning
 }
+
+// Warning is a remark on a line of a sets file.
+type Warning struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (w Warning) String() string { return fmt.Sprintf("%s:%d: warning: %s", w.File, w.Line, w.Msg) }
 
 // Get returns the named set, or nil.
 func (r *Registry) Get(name string) *Set { return r.sets[name] }

@@ -287,7 +287,12 @@ func TestSetsParserAgreesWithIpset(t *testing.T) {
 		words := strings.Fields(ls[i])
 		k := 1 + rng.IntN(len(words)-1)
 		var what string
-		switch rng.IntN(4) {
+		switch rng.IntN(6) {
+		case 4, 5:
+			// Characters edited after the command word.
+			rest := mutateText(rng, strings.Join(words[1:], " "), "-! \"'\\0123456789abcdefx:,/.")
+			what = "characters edited"
+			words = append(words[:1:1], rest)
 		case 0:
 			what = "drop " + words[k]
 			words = append(words[:k:k], words[k+1:]...)
