@@ -343,11 +343,21 @@ func (g *cbGen) lost() string {
 	return g.abort()
 }
 
+// read loads an input into dst, unlinked from where it came from (the OR
+// with 0 gives the verifier a fresh identity, as gen.ld does): the bounds
+// checks the program makes on the length would otherwise refine the
+// caller's copy too, paths leaving the program with different facts about
+// it could not be merged, and a ruleset of classic programs testing
+// different offsets would cost the verifier a multiple of itself per rule.
 func (g *cbGen) read(dst asm.Register, l CBPFLoc) {
 	if l.Mem {
 		g.emit(asm.LoadMem(dst, l.Reg, l.Off, asm.DWord))
 	} else {
 		g.emit(asm.Mov.Reg(dst, l.Reg))
+	}
+	if !l.Mem || l.Reg == asm.R10 {
+		// (A map value's field has no identity to share.)
+		g.emit(asm.Or.Imm(dst, 0))
 	}
 }
 

@@ -77,7 +77,7 @@ func cbBodyAt(t *testing.T, insns asm.Instructions, sym string) asm.Instructions
 // program without loads, the direct copy's, past the pointer).
 func cbPrologue(deep string) asm.Instructions {
 	return asm.Instructions{
-		asm.LoadMem(asm.R2, asm.R10, -24, asm.DWord),
+		asm.LoadMem(asm.R2, asm.R10, -24, asm.DWord), asm.Or.Imm(asm.R2, 0),
 		asm.LoadMem(asm.R3, asm.R9, 64, asm.DWord),
 		asm.Mov.Imm32(asm.R0, 0),
 		asm.Mov.Imm32(asm.R1, 0),
@@ -109,7 +109,7 @@ func cbHelperLoad(off asm.Instructions, dst, keep asm.Register, size asm.Size, l
 		asm.JNE.Imm(asm.R0, 0, lost),
 		asm.LoadMem(dst, asm.R10, -256+cbBuf, size),
 		asm.LoadMem(keep, asm.R10, -256+cbLaunder, asm.Word),
-		asm.LoadMem(asm.R2, asm.R10, -24, asm.DWord),
+		asm.LoadMem(asm.R2, asm.R10, -24, asm.DWord), asm.Or.Imm(asm.R2, 0),
 	)
 	if size != asm.Byte {
 		code = append(code, asm.HostTo(asm.BE, dst, size))

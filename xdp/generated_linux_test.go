@@ -14,11 +14,13 @@ import (
 	"github.com/sluice-project/sluice/engine/jiffies"
 	"github.com/sluice-project/sluice/internal/difftest"
 	"github.com/sluice-project/sluice/internal/testnet"
+	"github.com/sluice-project/sluice/oracle"
 )
 
 var (
-	flagGenSeed  = flag.Int64("gen.seed", 0, "run TestCombinedGenerated for this seed only")
-	flagGenSeeds = flag.Int("gen.seeds", 60, "number of seeds TestCombinedGenerated runs (seeds 1..N)")
+	flagGenSeed       = flag.Int64("gen.seed", 0, "run TestCombinedGenerated for this seed only")
+	flagGenSeeds      = flag.Int("gen.seeds", 60, "number of seeds TestCombinedGenerated runs (seeds 1..N)")
+	flagGenMatchSeeds = flag.Int("gen.matchseeds", 30, "number of seeds TestCombinedGeneratedMatches runs (seeds 1..N)")
 )
 
 // TestCombinedGenerated runs the kernel differential's random rulesets,
@@ -28,11 +30,24 @@ var (
 // engine's side of those cases is checked against the kernel by
 // TestDifferential, so together they hold the program to the kernel too.
 func TestCombinedGenerated(t *testing.T) {
+	combinedGeneratedForTest(t, *flagGenSeeds, false)
+}
+
+// TestCombinedGeneratedMatches does the same with the byte-match
+// differential's cases (difftest.GenerateMatchCase): random u32
+// expressions, classic BPF programs and string searches, whose XDP
+// translations (u32 tests, TranslateCBPF, the string scanner) must give
+// the engine's answer on every frame.
+func TestCombinedGeneratedMatches(t *testing.T) {
+	combinedGeneratedForTest(t, *flagGenMatchSeeds, true)
+}
+
+func combinedGeneratedForTest(t *testing.T, n int, matches bool) {
 	testnet.RequireForTest(t)
 	seeds := []int64{*flagGenSeed}
 	if *flagGenSeed == 0 {
 		seeds = seeds[:0]
-		for s := int64(1); s <= int64(*flagGenSeeds); s++ {
+		for s := int64(1); s <= int64(n); s++ {
 			seeds = append(seeds, s)
 		}
 	}
@@ -41,7 +56,7 @@ func TestCombinedGenerated(t *testing.T) {
 		LocalAddrs: []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}, LocalNets: []netip.Prefix{testnet.BIPv4}}
 	ran, tooLarge := 0, 0
 	for _, seed := range seeds {
-		ps, frames, times := generatedForTest(t, seed)
+		ps, frames, times := generatedCaseForTest(t, seed, matches)
 		load := times[0]
 		if _, err := Compile(ps.R4, ps.R6, CompileOptions{InIface: cfg.InIface, LocalAddrs: cfg.LocalAddrs,
 			RateLimits: RateLimitsAuto, XSKQueues: 1}); errors.Is(err, ErrTooLarge) {
@@ -69,7 +84,7 @@ func TestCombinedGenerated(t *testing.T) {
 func TestCombinedVerifierGivesUp(t *testing.T) {
 	testnet.RequireForTest(t)
 	const hz = jiffies.DefaultHZ
-	ps, frames, times := generatedForTest(t, 861)
+	ps, frames, times := generatedCaseForTest(t, 861, false)
 	cfg := engine.Config{HZ: hz, InIface: testnet.BIfName, LocalAddrs: []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}, LocalNets: []netip.Prefix{testnet.BIPv4}}
 	spec, _ := diffCombinedWith(t, combinedEnv{rs4: ps.R4, rs6: ps.R6, cfg: cfg,
 		newState: func() *engine.State { return engine.NewState(ps.Sets, hz) }}, frames, times, times[0])
@@ -84,12 +99,41 @@ func TestCombinedVerifierGivesUp(t *testing.T) {
 	}
 }
 
-// generatedForTest is the kernel differential's case seed: its rulesets
-// and sets parsed at its first frame's time, and its 400 timed frames.
-func generatedForTest(t *testing.T, seed int64) (*difftest.Parsed, [][]byte, []int64) {
+// TestCBPFVerifiesWithoutDemotion: byte-match case 20 (twenty-odd classic
+// BPF, u32 and string rules in a row) made the verifier give up until
+// the translated classic programs stopped refining the parsed length's
+// stack slot (cbGen.read): each program's bounds checks split the paths
+// leaving it by what they had learnt of the length, which multiplied the
+// verifier's work rule after rule. It now loads whole, no rule left to
+// userspace.
+func TestCBPFVerifiesWithoutDemotion(t *testing.T) {
+	testnet.RequireForTest(t)
+	ps, _, _ := generatedCaseForTest(t, 20, true)
+	spec, err := Compile(ps.R4, ps.R6, CompileOptions{InIface: testnet.BIfName, XSKQueues: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := spec.Load()
+	if err != nil {
+		t.Fatalf("the verifier refused the program: %v", err)
+	}
+	f.Close()
+}
+
+// generatedCaseForTest is the kernel differential's case seed (the
+// byte-match differential's with matches): its rulesets and sets parsed
+// at its first frame's time, and its 400 timed frames.
+func generatedCaseForTest(t *testing.T, seed int64, matches bool) (*difftest.Parsed, [][]byte, []int64) {
 	t.Helper()
-	c := difftest.GenerateCase(seed)
-	gen := difftest.GenerateFrames(seed, 400, len(c.Rules4) > 0, len(c.Rules6) > 0)
+	var c difftest.Case
+	var gen []oracle.Frame
+	if matches {
+		gen = difftest.GenerateMatchFrames(seed, 400, seed%3 != 1, seed%3 != 0)
+		c = difftest.GenerateMatchCase(seed, gen)
+	} else {
+		c = difftest.GenerateCase(seed)
+		gen = difftest.GenerateFrames(seed, 400, len(c.Rules4) > 0, len(c.Rules6) > 0)
+	}
 	frames := make([][]byte, len(gen))
 	times := make([]int64, len(gen))
 	for i, f := range gen {

@@ -110,30 +110,14 @@ func TestDifferential(t *testing.T) {
 			if err != nil {
 				t.Fatalf("seed %d: %v\nrules.v4:\n%s\nrules.v6:\n%s", seed, err, c.Rules4, c.Rules6)
 			}
-			d = ingressOnly(d)
 			reason, known := knownMismatch[seed]
-			if d.Equal {
+			msg := mismatch(t, d, c, frames, h, fmt.Sprintf("seed%d", seed), fmt.Sprintf("-run 'TestDifferential' -seed %d", seed))
+			if msg == "" {
 				if known {
 					t.Errorf("seed %d is listed in knownMismatch (%s) but now passes: remove the entry", seed, reason)
 				}
 				return
 			}
-			dir := outDir(t, fmt.Sprintf("seed%d", seed))
-			txt := FormatDiff(d)
-			if *flagIsolate {
-				cc := countingCase(c)
-				if bad, runs := isolate(cc, frames, h, 200); len(bad) > 0 {
-					txt += fmt.Sprintf("\nframes the receive path alone disagrees on (%d oracle runs):\n%s", runs, describeIsolated(cc, frames, bad, h))
-				} else if bad, runs := isolate(c, frames, h, 200); len(bad) > 0 {
-					txt += fmt.Sprintf("\nframes that disagree alone under these rules (%d oracle runs):\n%s", runs, describeIsolated(c, frames, bad, h))
-				}
-			}
-			cmd, werr := WriteRepro(dir, c, frames, fmt.Sprintf("seed %d\n%s", seed, txt))
-			if werr != nil {
-				t.Logf("writing the reproduction: %v", werr)
-			}
-			msg := fmt.Sprintf("seed %d: counters differ from the kernel's:\n%s\nreproduction in %s\nrerun: go test ./internal/difftest -run 'TestDifferential' -seed %d\nreplay: %s",
-				seed, txt, dir, seed, cmd)
 			if known {
 				t.Logf("known mismatch (%s): %s", reason, msg)
 				return
@@ -142,6 +126,33 @@ func TestDifferential(t *testing.T) {
 		})
 	}
 	t.Logf("%d seeds x %d frames in %v", len(seeds), *flagFrames, time.Since(start).Round(time.Millisecond))
+}
+
+// mismatch returns "" when d (the kernel against the engine) is equal on
+// the ingress chains; otherwise it finds the frames that disagree alone
+// (first with counting rules only, which blames the receive path, then
+// with the case's own rules), writes a reproduction named name, and
+// returns the report, with how to rerun the test (go test flags).
+func mismatch(t *testing.T, d *report.Diff, c Case, frames []oracle.Frame, h uint64, name, rerun string) string {
+	if d = ingressOnly(d); d.Equal {
+		return ""
+	}
+	dir := outDir(t, name)
+	txt := FormatDiff(d)
+	if *flagIsolate {
+		cc := countingCase(c)
+		if bad, runs := isolate(cc, frames, h, 200); len(bad) > 0 {
+			txt += fmt.Sprintf("\nframes the receive path alone disagrees on (%d oracle runs):\n%s", runs, describeIsolated(cc, frames, bad, h))
+		} else if bad, runs := isolate(c, frames, h, 200); len(bad) > 0 {
+			txt += fmt.Sprintf("\nframes that disagree alone under these rules (%d oracle runs):\n%s", runs, describeIsolated(c, frames, bad, h))
+		}
+	}
+	cmd, werr := WriteRepro(dir, c, frames, name+"\n"+txt)
+	if werr != nil {
+		t.Logf("writing the reproduction: %v", werr)
+	}
+	return fmt.Sprintf("%s: counters differ from the kernel's:\n%s\nreproduction in %s\nrerun: go test ./internal/difftest %s\nreplay: %s",
+		name, txt, dir, rerun, cmd)
 }
 
 // compareKernel runs both sides and compares them.

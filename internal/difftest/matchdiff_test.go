@@ -62,20 +62,9 @@ func TestMatchDifferential(t *testing.T) {
 			if err != nil {
 				t.Fatalf("seed %d: %v\nrules.v4:\n%s\nrules.v6:\n%s", seed, err, c.Rules4, c.Rules6)
 			}
-			if d = ingressOnly(d); d.Equal {
-				return
+			if msg := mismatch(t, d, c, frames, h, fmt.Sprintf("match%d", seed), fmt.Sprintf("-run TestMatchDifferential -match.seed %d", seed)); msg != "" {
+				t.Errorf("%s\nrules.v4:\n%s\nrules.v6:\n%s", msg, c.Rules4, c.Rules6)
 			}
-			txt := FormatDiff(d)
-			if bad, runs := isolate(c, frames, h, 200); len(bad) > 0 {
-				txt += fmt.Sprintf("\nframes that disagree alone (%d oracle runs):\n%s", runs, describeIsolated(c, frames, bad, h))
-			}
-			dir := outDir(t, fmt.Sprintf("match%d", seed))
-			cmd, werr := WriteRepro(dir, c, frames, fmt.Sprintf("match seed %d\n%s", seed, txt))
-			if werr != nil {
-				t.Logf("writing the reproduction: %v", werr)
-			}
-			t.Errorf("seed %d: counters differ from the kernel's:\n%s\nreproduction in %s\nrerun: go test ./internal/difftest -run TestMatchDifferential -match.seed %d\nreplay: %s\nrules.v4:\n%s\nrules.v6:\n%s",
-				seed, txt, dir, seed, cmd, c.Rules4, c.Rules6)
 		})
 	}
 	t.Logf("%d seeds x %d frames in %v", len(seeds), *flagMatchFrames, time.Since(start).Round(time.Millisecond))
