@@ -21,6 +21,7 @@ var (
 	flagGenSeed       = flag.Int64("gen.seed", 0, "run TestCombinedGenerated for this seed only")
 	flagGenSeeds      = flag.Int("gen.seeds", 60, "number of seeds TestCombinedGenerated runs (seeds 1..N)")
 	flagGenMatchSeeds = flag.Int("gen.matchseeds", 30, "number of seeds TestCombinedGeneratedMatches runs (seeds 1..N)")
+	flagGenSetSeeds   = flag.Int("gen.setseeds", 30, "number of seeds TestCombinedGeneratedSets runs (seeds 1..N)")
 )
 
 // TestCombinedGenerated runs the kernel differential's random rulesets,
@@ -30,7 +31,7 @@ var (
 // engine's side of those cases is checked against the kernel by
 // TestDifferential, so together they hold the program to the kernel too.
 func TestCombinedGenerated(t *testing.T) {
-	combinedGeneratedForTest(t, *flagGenSeeds, false)
+	combinedGeneratedForTest(t, *flagGenSeeds, genRules)
 }
 
 // TestCombinedGeneratedMatches does the same with the byte-match
@@ -39,10 +40,25 @@ func TestCombinedGenerated(t *testing.T) {
 // translations (u32 tests, TranslateCBPF, the string scanner) must give
 // the engine's answer on every frame.
 func TestCombinedGeneratedMatches(t *testing.T) {
-	combinedGeneratedForTest(t, *flagGenMatchSeeds, true)
+	combinedGeneratedForTest(t, *flagGenMatchSeeds, genMatches)
 }
 
-func combinedGeneratedForTest(t *testing.T, n int, matches bool) {
+// TestCombinedGeneratedSets does the same with the set differential's
+// cases (difftest.GenerateSetsCase): random hash:net, hash:ip netmask,
+// hash:net,port, hash:ip,port,ip, bitmap:ip and list:set contents, which
+// the XDP tier holds in its own maps and tables.
+func TestCombinedGeneratedSets(t *testing.T) {
+	combinedGeneratedForTest(t, *flagGenSetSeeds, genSets)
+}
+
+// The generators of internal/difftest the combined tier runs.
+const (
+	genRules   = iota // GenerateCase
+	genMatches        // GenerateMatchCase
+	genSets           // GenerateSetsCase
+)
+
+func combinedGeneratedForTest(t *testing.T, n int, kind int) {
 	testnet.RequireForTest(t)
 	seeds := []int64{*flagGenSeed}
 	if *flagGenSeed == 0 {
@@ -56,7 +72,7 @@ func combinedGeneratedForTest(t *testing.T, n int, matches bool) {
 		LocalAddrs: []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}, LocalNets: []netip.Prefix{testnet.BIPv4}}
 	ran, tooLarge := 0, 0
 	for _, seed := range seeds {
-		ps, frames, times := generatedCaseForTest(t, seed, matches)
+		ps, frames, times := generatedCaseForTest(t, seed, kind)
 		load := times[0]
 		if _, err := Compile(ps.R4, ps.R6, CompileOptions{InIface: cfg.InIface, LocalAddrs: cfg.LocalAddrs,
 			RateLimits: RateLimitsAuto, XSKQueues: 1}); errors.Is(err, ErrTooLarge) {
@@ -84,7 +100,7 @@ func combinedGeneratedForTest(t *testing.T, n int, matches bool) {
 func TestCombinedVerifierGivesUp(t *testing.T) {
 	testnet.RequireForTest(t)
 	const hz = jiffies.DefaultHZ
-	ps, frames, times := generatedCaseForTest(t, 861, false)
+	ps, frames, times := generatedCaseForTest(t, 861, genRules)
 	cfg := engine.Config{HZ: hz, InIface: testnet.BIfName, LocalAddrs: []netip.Addr{testnet.BIPv4.Addr(), testnet.BIPv6.Addr()}, LocalNets: []netip.Prefix{testnet.BIPv4}}
 	spec, _ := diffCombinedWith(t, combinedEnv{rs4: ps.R4, rs6: ps.R6, cfg: cfg,
 		newState: func() *engine.State { return engine.NewState(ps.Sets, hz) }}, frames, times, times[0])
@@ -108,7 +124,7 @@ func TestCombinedVerifierGivesUp(t *testing.T) {
 // userspace.
 func TestCBPFVerifiesWithoutDemotion(t *testing.T) {
 	testnet.RequireForTest(t)
-	ps, _, _ := generatedCaseForTest(t, 20, true)
+	ps, _, _ := generatedCaseForTest(t, 20, genMatches)
 	spec, err := Compile(ps.R4, ps.R6, CompileOptions{InIface: testnet.BIfName, XSKQueues: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -120,17 +136,20 @@ func TestCBPFVerifiesWithoutDemotion(t *testing.T) {
 	f.Close()
 }
 
-// generatedCaseForTest is the kernel differential's case seed (the
-// byte-match differential's with matches): its rulesets and sets parsed
-// at its first frame's time, and its 400 timed frames.
-func generatedCaseForTest(t *testing.T, seed int64, matches bool) (*difftest.Parsed, [][]byte, []int64) {
+// generatedCaseForTest is a kernel differential's case seed (kind says
+// which generator): its rulesets and sets parsed at its first frame's
+// time, and its timed frames.
+func generatedCaseForTest(t *testing.T, seed int64, kind int) (*difftest.Parsed, [][]byte, []int64) {
 	t.Helper()
 	var c difftest.Case
 	var gen []oracle.Frame
-	if matches {
+	switch kind {
+	case genMatches:
 		gen = difftest.GenerateMatchFrames(seed, 400, seed%3 != 1, seed%3 != 0)
 		c = difftest.GenerateMatchCase(seed, gen)
-	} else {
+	case genSets:
+		c, gen = difftest.GenerateSetsCase(seed, 400)
+	default:
 		c = difftest.GenerateCase(seed)
 		gen = difftest.GenerateFrames(seed, 400, len(c.Rules4) > 0, len(c.Rules6) > 0)
 	}

@@ -43,6 +43,9 @@ type frameGen struct {
 	r     *rand.Rand
 	id    uint32 // fragment identifications are unique, so nothing reassembles
 	alpha bool   // payloads from alphaPayload (GenerateMatchFrames)
+	// addrs4 and addrs6, when set, are where both addresses of a frame
+	// come from (GenerateSetsCase), instead of the fixed pools.
+	addrs4, addrs6 []netip.Addr
 }
 
 func (g *frameGen) n(k int) int    { return g.r.IntN(k) }
@@ -224,6 +227,9 @@ func (g *frameGen) frame4() []byte {
 	if g.p(60) {
 		dst = dst4Pool[0]
 	}
+	if g.addrs4 != nil {
+		src, dst = pickF(g, g.addrs4), pickF(g, g.addrs4)
+	}
 	proto, l4 := g.l4(false)
 	opts := g.linkOpts(false)
 	// One or two mutations at most: each bends one thing.
@@ -289,6 +295,9 @@ func (g *frameGen) frame6() []byte {
 	}
 	if g.p(60) {
 		dst = dst6Pool[0]
+	}
+	if g.addrs6 != nil {
+		src, dst = pickF(g, g.addrs6), pickF(g, g.addrs6)
 	}
 	proto, l4 := g.l4(true)
 	opts := g.linkOpts(true)

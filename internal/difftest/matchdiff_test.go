@@ -230,3 +230,31 @@ func errLine(err error) string {
 	}
 	return s
 }
+
+var flagSetSeeds = flag.Int("sets.seeds", 30, "number of seeds TestSetsDifferential runs (seeds 1..N)")
+
+// TestSetsDifferential runs seeded random sets (GenerateSetsCase) and
+// frames addressed inside them through the kernel and the engine, and
+// requires equal counters on every rule.
+func TestSetsDifferential(t *testing.T) {
+	testnet.RequireForTest(t)
+	h := hz(t)
+	for seed := int64(1); seed <= int64(*flagSetSeeds); seed++ {
+		if *flagMatchSeed != 0 && seed != *flagMatchSeed {
+			continue
+		}
+		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
+			c, frames := GenerateSetsCase(seed, 300)
+			if _, err := Parse(c, jiffies.DefaultHZ, FrameStart); err != nil {
+				t.Fatalf("seed %d: sluice refuses the generated case: %v\n%s", seed, err, c.Sets)
+			}
+			d, err := compareKernel(c, frames, h)
+			if err != nil {
+				t.Fatalf("seed %d: %v\nsets:\n%s", seed, err, c.Sets)
+			}
+			if msg := mismatch(t, d, c, frames, h, fmt.Sprintf("sets%d", seed), fmt.Sprintf("-run TestSetsDifferential -match.seed %d", seed)); msg != "" {
+				t.Errorf("%s\nsets:\n%s\nrules.v4:\n%s\nrules.v6:\n%s", msg, c.Sets, c.Rules4, c.Rules6)
+			}
+		})
+	}
+}
