@@ -67,31 +67,32 @@ func spellGlobal(val byte, name string) string {
 }
 
 // longOption returns the option a "--word" of a rule stands for, spelled
-// in full: t.s itself when it is exact or unknown (the caller's error
-// path reports unknown options).
-func (p *parser) longOption(b *ruleBuilder, t token) (string, error) {
+// in full (t.s itself when it is an extension's exact name or unknown: the
+// caller's error path reports unknown options), and whether the word was
+// an abbreviation.
+func (p *parser) longOption(b *ruleBuilder, t token) (string, bool, error) {
 	name := t.s[2:]
 	if name == "" {
-		return t.s, nil
+		return t.s, false, nil
 	}
 	for retry := true; ; retry = false {
 		g, gvals, gexact := globalOption(name)
 		if gexact {
-			return g, nil
+			return g, false, nil
 		}
 		ext, exact := b.extOption(name)
 		if exact {
-			return t.s, nil
+			return t.s, false, nil
 		}
 		switch n := len(gvals) + len(ext); {
 		case n == 1 && g != "":
-			return g, nil
+			return g, true, nil
 		case n == 1:
-			return "--" + ext[0], nil
+			return "--" + ext[0], true, nil
 		case retry && p.loadImplicit(b, t) != nil:
 			continue // read it again with the protocol's match loaded
 		case n == 0:
-			return t.s, nil
+			return t.s, false, nil
 		}
 		var all []string
 		for _, o := range globalLongOptions {
@@ -102,7 +103,7 @@ func (p *parser) longOption(b *ruleBuilder, t token) (string, error) {
 		for _, c := range ext {
 			all = append(all, "--"+c)
 		}
-		return "", p.errAt(t, fmt.Sprintf("option %s is ambiguous (%s): iptables refuses it; spell the option in full", t.s, strings.Join(all, ", ")))
+		return "", false, p.errAt(t, fmt.Sprintf("option %s is ambiguous (%s): iptables refuses it; spell the option in full", t.s, strings.Join(all, ", ")))
 	}
 }
 

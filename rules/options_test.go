@@ -27,10 +27,11 @@ func TestGetoptForms(t *testing.T) {
 		skipped    bool
 		hasWarning string
 	}{
-		{v4, "-A PREROUTING -p tcp --dp 22 -j DROP", "-A PREROUTING -p tcp --dport 22 -j DROP", false, ""},
+		{v4, "-A PREROUTING -p tcp --dp 22 -j DROP", "-A PREROUTING -p tcp --dport 22 -j DROP", false, "--dp is read as --dport"},
 		{v4, "-A PREROUTING -p tcp --dpo 22 --tcp-f SYN SYN", "-A PREROUTING -p tcp --dport 22 --tcp-flags SYN SYN", false, ""},
 		{v4, "-A PREROUTING --prot tcp --so 10.0.0.1 --desti 10.0.0.2 --ju DROP", "-A PREROUTING -p tcp -s 10.0.0.1 -d 10.0.0.2 -j DROP", false, ""},
-		{v4, "-A PREROUTING --sr 10.0.0.1 --ds 10.0.0.2", "-A PREROUTING -s 10.0.0.1 -d 10.0.0.2", false, ""},
+		{v4, "-A PREROUTING --sr 10.0.0.1 --ds 10.0.0.2", "-A PREROUTING -s 10.0.0.1 -d 10.0.0.2", false, "--sr is read as --source"},
+		{v4, "-A PREROUTING --src 10.0.0.1 --fragments", "-A PREROUTING -s 10.0.0.1 -f", false, ""},
 		{v4, "-A PREROUTING --fragments -j DROP", "-A PREROUTING -f -j DROP", false, ""},
 		{v4, "-A PREROUTING --frag -j DROP", "-A PREROUTING -f -j DROP", false, ""},
 		{v4, "-A PREROUTING -p tcp -m multiport --dp 22", "-A PREROUTING -p tcp -m multiport --dports 22", false, ""},
@@ -88,6 +89,9 @@ func TestGetoptForms(t *testing.T) {
 		}
 		if tt.hasWarning != "" && (len(rs.Warnings) == 0 || !strings.Contains(rs.Warnings[0].Msg, tt.hasWarning)) {
 			t.Errorf("%s: warnings %v, want one saying %q", tt.got, rs.Warnings, tt.hasWarning)
+		}
+		if tt.hasWarning == "" && strings.HasPrefix(tt.got, "-A PREROUTING --src") && len(rs.Warnings) != 0 {
+			t.Errorf("%s: warnings %v for exact option names", tt.got, rs.Warnings)
 		}
 	}
 	for _, tt := range []struct{ rule, word, msg string }{

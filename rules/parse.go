@@ -274,7 +274,8 @@ func (p *parser) command(toks []token) error {
 	cmd := toks[0]
 	if strings.HasPrefix(cmd.s, "--") {
 		// getopt_long: --app is --append.
-		if g, vals, _ := globalOption(cmd.s[2:]); len(vals) == 1 {
+		if g, vals, exact := globalOption(cmd.s[2:]); len(vals) == 1 && !exact {
+			p.warn(p.line, "%s is read as %s, as getopt reads an abbreviated option", cmd.s, g)
 			cmd.s, cmd.as = g, cmd.s
 		}
 	}

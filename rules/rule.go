@@ -49,9 +49,12 @@ func (p *parser) rule(c *Chain, toks []token) ([]*Rule, error) {
 			continue
 		}
 		if strings.HasPrefix(t.s, "--") {
-			full, err := p.longOption(b, t)
+			full, abbrev, err := p.longOption(b, t)
 			if err != nil {
 				return nil, err
+			}
+			if abbrev {
+				p.warn(p.line, "%s is read as %s, as getopt reads an abbreviated option", t.s, full)
 			}
 			t.s, t.as = full, t.s
 		} else if len(t.s) > 2 && t.s[0] == '-' {
