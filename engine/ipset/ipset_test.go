@@ -320,6 +320,8 @@ func TestParseErrors(t *testing.T) {
 		{"missing port", "create a hash:ip,port\nadd a 1.2.3.4\n", 2, 7, "1.2.3.4"},
 		{"bitmap out of range", "create a bitmap:port range 1-10\nadd a 11\n", 2, 7, "11"},
 		{"bitmap:port sctp", "create a bitmap:port range 1-10\nadd a sctp:5\n", 2, 7, "sctp:5"},
+		{"bitmap:ip single address range", "create a bitmap:ip range 10\n", 1, 26, "10"},
+		{"bitmap:ip /32 range", "create a bitmap:ip range 10.0.0.1/32\n", 1, 26, "10.0.0.1/32"},
 		{"list member missing", "create l list:set\nadd l x\n", 2, 7, "x"},
 		{"list in list", "create l list:set\ncreate m list:set\nadd l m\n", 3, 7, "m"},
 		{"net /0", "create a hash:net\nadd a 0.0.0.0/0\n", 2, 7, "0.0.0.0/0"},
@@ -525,5 +527,26 @@ func TestTokenizeLikeIpset(t *testing.T) {
 	reg, err := Parse("f.ipset", strings.NewReader("create a hash:net family inet hashsi\"ze 1024\n"), 0)
 	if err != nil || len(reg.Warnings) != 1 || !strings.Contains(reg.Warnings[0].Msg, "left open") {
 		t.Errorf("Parse: %v, warnings %v; want the set, with one warning", err, reg)
+	}
+}
+
+// Backwards ranges are swapped, as ipset restore 7.17 and the kernel's
+// bitmap_ip_uadt do (checked with ipset save).
+func TestBitmapIPBackwardsRanges(t *testing.T) {
+	reg, err := Parse("f.ipset", strings.NewReader("create a bitmap:ip range 10.0.0.9-10.0.0.1\nadd a 10.0.0.5-10.0.0.2\n"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := reg.Save(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"add a 10.0.0.2\n", "add a 10.0.0.5\n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("save lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "add a 10.0.0.6") {
+		t.Errorf("save has more than 10.0.0.2-10.0.0.5:\n%s", b.String())
 	}
 }

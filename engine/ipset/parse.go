@@ -322,9 +322,19 @@ func (p *parser) create(toks []token) error {
 		if rangeTok == nil {
 			return p.errf(toks[2], "bitmap:ip needs a range option")
 		}
+		if !strings.ContainsAny(rangeTok.s, "-/") {
+			return p.errf(*rangeTok, "IP/cidr or IP-IP range must be specified")
+		}
+		if _, c, ok := strings.Cut(rangeTok.s, "/"); ok && c == "32" {
+			// bitmap_ip_create: a CIDR of HOST_MASK or more is invalid.
+			return p.errf(*rangeTok, "the CIDR of a bitmap:ip range must be under 32")
+		}
 		from, to, err := p.ipRange(*rangeTok, packet.FamilyIPv4)
 		if err != nil {
 			return err
+		}
+		if v4(from) > v4(to) {
+			from, to = to, from
 		}
 		m := mask4(s.netmask)
 		s.firstIP, s.lastIP = v4(from)&m, v4(to)|^m
@@ -676,6 +686,9 @@ func (p *parser) addElem(s *Set, t token, o *addOpts) error {
 			return err
 		}
 		a, b := v4(from), v4(to)
+		if a > b {
+			a, b = b, a // bitmap_ip_uadt swaps a backwards range
+		}
 		if a < s.firstIP || b > s.lastIP {
 			return p.errf(t, "address outside the set's range")
 		}
