@@ -124,19 +124,36 @@ func (g *setGen) nomatch(pct int) string {
 	return ""
 }
 
+// adds writes min to min+spread-1 add lines to set name, each from elem:
+// its key (what the set stores) and its text. A key seen before is
+// skipped: ipset restore refuses an element added twice.
+func (g *setGen) adds(name string, min, spread int, elem func() (key, text string)) {
+	seen := map[string]bool{}
+	for k := min + g.r.IntN(spread); k > 0; k-- {
+		key, text := elem()
+		if !seen[key] {
+			seen[key] = true
+			fmt.Fprintf(g.sets, "add %s %s\n", name, text)
+		}
+	}
+}
+
 func (g *setGen) hashNet(fam, i int) string {
 	name := fmt.Sprintf("n%d_%d", fam, i)
 	g.create(name, "hash:net", fam, 1, "")
-	seen := map[netip.Prefix]bool{}
-	for k := 3 + g.r.IntN(13); k > 0; k-- {
-		p := g.prefix(fam)
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		fmt.Fprintf(g.sets, "add %s %s%s\n", name, p, g.nomatch(30))
-	}
+	g.adds(name, 3, 13, func() (string, string) {
+		p := g.prefix(fam).String()
+		return p, p + g.nomatch(30)
+	})
 	return name
+}
+
+// masked is an element of a set with a netmask: the address, stored as
+// its bits-long prefix, whose edges the frames get.
+func (g *setGen) masked(a netip.Addr, bits int) (string, string) {
+	p := netip.PrefixFrom(a, bits).Masked()
+	g.edges = append(g.edges, p.Addr(), lastAddr(p))
+	return p.String(), a.String()
 }
 
 func (g *setGen) hashIPMask(fam int) string {
@@ -146,17 +163,7 @@ func (g *setGen) hashIPMask(fam int) string {
 		bits = 120 + g.r.IntN(8)
 	}
 	g.create(name, "hash:ip", fam, 1, fmt.Sprintf(" netmask %d", bits))
-	seen := map[netip.Prefix]bool{}
-	for k := 2 + g.r.IntN(8); k > 0; k-- {
-		a := g.addr(fam)
-		p := netip.PrefixFrom(a, bits).Masked()
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		g.edges = append(g.edges, p.Addr(), lastAddr(p))
-		fmt.Fprintf(g.sets, "add %s %s\n", name, a)
-	}
+	g.adds(name, 2, 8, func() (string, string) { return g.masked(g.addr(fam), bits) })
 	return name
 }
 
@@ -168,32 +175,22 @@ func (g *setGen) port() string {
 func (g *setGen) netPort(fam int) string {
 	name := fmt.Sprintf("np%d", fam)
 	g.create(name, "hash:net,port", fam, 2, "")
-	seen := map[string]bool{}
-	for k := 3 + g.r.IntN(10); k > 0; k-- {
+	g.adds(name, 3, 10, func() (string, string) {
 		e := fmt.Sprintf("%s,%s", g.prefix(fam), g.port())
-		if seen[e] {
-			continue
-		}
-		seen[e] = true
-		fmt.Fprintf(g.sets, "add %s %s%s\n", name, e, g.nomatch(20))
-	}
+		return e, e + g.nomatch(20)
+	})
 	return name
 }
 
 func (g *setGen) ipPort(fam int) string {
 	name := fmt.Sprintf("ip%d", fam)
 	g.create(name, "hash:ip,port", fam, 2, "")
-	seen := map[string]bool{}
-	for k := 2 + g.r.IntN(10); k > 0; k-- {
+	g.adds(name, 2, 10, func() (string, string) {
 		a := g.addr(fam)
 		g.edges = append(g.edges, a)
 		e := fmt.Sprintf("%s,%s", a, g.port())
-		if seen[e] {
-			continue
-		}
-		seen[e] = true
-		fmt.Fprintf(g.sets, "add %s %s\n", name, e)
-	}
+		return e, e
+	})
 	return name
 }
 
@@ -201,32 +198,22 @@ func (g *setGen) bitmapPort() string {
 	name := "bp"
 	g.dims[name] = 1
 	fmt.Fprintf(g.sets, "create %s bitmap:port range 0-1024\n", name)
-	seen := map[uint16]bool{}
-	for k := 1 + g.r.IntN(5); k > 0; k-- {
-		p := portPool[g.r.IntN(len(portPool))]
-		if p > 1024 || seen[p] {
-			continue
-		}
-		seen[p] = true
-		fmt.Fprintf(g.sets, "add %s %d\n", name, p)
-	}
+	g.adds(name, 1, 5, func() (string, string) {
+		p := fmt.Sprint(portPool[g.r.IntN(len(portPool))] % 1025)
+		return p, p
+	})
 	return name
 }
 
 func (g *setGen) ipPortIP(fam int) string {
 	name := fmt.Sprintf("ipi%d", fam)
 	g.create(name, "hash:ip,port,ip", fam, 3, "")
-	seen := map[string]bool{}
-	for k := 2 + g.r.IntN(8); k > 0; k-- {
+	g.adds(name, 2, 8, func() (string, string) {
 		a, b := g.addr(fam), g.addr(fam)
 		g.edges = append(g.edges, a, b)
 		e := fmt.Sprintf("%s,%s,%s", a, g.port(), b)
-		if seen[e] {
-			continue
-		}
-		seen[e] = true
-		fmt.Fprintf(g.sets, "add %s %s\n", name, e)
-	}
+		return e, e
+	})
 	return name
 }
 
@@ -236,17 +223,9 @@ func (g *setGen) bitmapIP() string {
 	third := byte(g.r.IntN(16))
 	g.dims[name] = 1
 	fmt.Fprintf(g.sets, "create %s bitmap:ip range 10.0.%d.0/24 netmask %d\n", name, third, bits)
-	seen := map[netip.Prefix]bool{}
-	for k := 2 + g.r.IntN(8); k > 0; k-- {
-		a := netip.AddrFrom4([4]byte{10, 0, third, byte(g.r.IntN(256))})
-		p := netip.PrefixFrom(a, bits).Masked()
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		g.edges = append(g.edges, p.Addr(), lastAddr(p))
-		fmt.Fprintf(g.sets, "add %s %s\n", name, a)
-	}
+	g.adds(name, 2, 8, func() (string, string) {
+		return g.masked(netip.AddrFrom4([4]byte{10, 0, third, byte(g.r.IntN(256))}), bits)
+	})
 	return name
 }
 
