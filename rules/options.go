@@ -169,7 +169,8 @@ func (tp *targetParser) optionNames() []string {
 // expandShort splits a word of short options run together as getopt
 // reads it in iptables-restore 1.8.9 (checked there): flags (-f, -4, -6,
 // -v) may be followed by more options ("-fmcomment" is -f -m comment);
-// -m, -g and -c take the rest of the word as their value ("-gX"); -s, -d,
+// -m, -g, -c and the commands (-A, -I, ...) take the rest of the word as
+// their value ("-gX", "-AINPUT"); -s, -d,
 // -p, -j, -i and -o take the whole word, which iptables reads back as
 // argv[optind-1] ("-ieth0" names the interface "-ieth0", "-ptcp" is the
 // unknown protocol "-ptcp"), or the next word when they end the word
@@ -184,7 +185,7 @@ func expandShort(t token) []token {
 		case 'f', '4', '6', 'v':
 			out = append(out, opt)
 			continue
-		case 'm', 'g', 'c':
+		case 'm', 'g', 'c', 'A', 'I', 'D', 'R', 'C', 'N', 'P', 'E', 'X', 'F', 'Z', 'L', 'S':
 			out = append(out, opt)
 			if i+1 < len(w) {
 				out = append(out, token{s: w[i+1:], col: t.col + i + 1})

@@ -57,6 +57,11 @@ func TestGetoptForms(t *testing.T) {
 		{v4, "-A PREROUTING ! -6 --bogus", "", true, "other IP family"},
 		{v4, "-A PREROUTING -m string --algo kmp -65536-from 38", "", true, "other IP family"},
 		{v6, "-A PREROUTING --ipv4 -j DROP", "", true, "other IP family"},
+		{v4, "-APREROUTING -j DROP", "-A PREROUTING -j DROP", false, ""},
+		{v4, "-v -4 -A PREROUTING -j DROP", "-A PREROUTING -j DROP", false, ""},
+		{v4, "-6A PREROUTING -j DROP", "", true, "other IP family"},
+		{v4, "-65O536A PREROUTING -j DROP", "", true, "other IP family"},
+		{v4, "-A PREROUTING -s 20s3.0.0.1/25 -65536i eth0", "", true, "other IP family"},
 	}
 	norm := func(rs *Ruleset) []Rule {
 		var out []Rule
@@ -106,6 +111,8 @@ func TestGetoptForms(t *testing.T) {
 		{"-A PREROUTING -ptcp", "-ptcp", "protocol"},
 		{"-A PREROUTING -s1.2.3.4", "-s1.2.3.4", ""},
 		{"-A PREROUTING -jDROP", "-jDROP", "missing target name"},
+		{"-A PREROUTING -s 20s3.0.0.1 -j DROP", "20s3.0.0.1", "bad address"},
+		{"-4 -v", "-4 -v", "no command"},
 		{"-A PREROUTING -m mac --mac-source 00-00-00-00-00-00", "00-00-00-00-00-00", "invalid MAC"},
 		{"-A PREROUTING -m mac --mac-source 0x1:0:0:0:0:0", "0x1:0:0:0:0:0", "invalid MAC"},
 		{"-A PREROUTING -m mac --mac-source 0:0:0:0:0:0:", "0:0:0:0:0:0:", "invalid MAC"},
@@ -122,5 +129,46 @@ func TestGetoptForms(t *testing.T) {
 		if !ok || e.Word != tt.word || !strings.Contains(e.Msg, tt.msg) {
 			t.Errorf("%s: error %v, want %q at %q", tt.rule, err, tt.msg, tt.word)
 		}
+	}
+}
+
+// Table and chain lines as ip46tables_restore_main reads them (each
+// checked with iptables-legacy-restore 1.8.9): strtok's first words, the
+// rest ignored, chain counters unread; a table restored twice is flushed
+// the second time.
+func TestRestoreLineForms(t *testing.T) {
+	for _, tt := range []struct {
+		text, warn string
+		rules      int
+	}{
+		{"* filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j DROP\nCOMMIT\n", "", 1},
+		{"*filter extra words\n:INPUT ACCEPT [x]\n-A INPUT -j DROP\nCOMMIT\n", "", 1},
+		{"*filter\n: INPUT \tDROP [0:0] extra\nCOMMIT\n", "", 0},
+		{"*filter\n  \t-A INPUT -j DROP\nCOMMIT\n", "", 1},
+		{"*filter\n-A INPUT -j DROP\nCOMMIT\n*filter\nCOMMIT\n", "rules of the block at line 1 are dropped", 0},
+		{"*filter\n-A INPUT -j DROP\nCOMMIT", "", 1}, // a rule line may lack its newline, not COMMIT: below
+	} {
+		rs, err := Parse(strings.NewReader(tt.text), Options{Family: packet.FamilyIPv4, File: "t.rules"})
+		if strings.HasSuffix(tt.text, "COMMIT") {
+			if err == nil {
+				t.Errorf("%q: no error for COMMIT without its newline", tt.text)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tt.text, err)
+			continue
+		}
+		f := rs.Table("filter")
+		if f == nil || len(f.Chain("INPUT").Rules) != tt.rules || len(rs.Tables) != 1 {
+			t.Errorf("%q: tables %d, filter %+v", tt.text, len(rs.Tables), f)
+		}
+		if tt.warn != "" && (len(rs.Warnings) != 1 || !strings.Contains(rs.Warnings[0].Msg, tt.warn)) {
+			t.Errorf("%q: warnings %v, want %q", tt.text, rs.Warnings, tt.warn)
+		}
+	}
+	rs, _ := Parse(strings.NewReader("*filter\n: INPUT \tDROP [0:0] extra\nCOMMIT\n"), Options{Family: packet.FamilyIPv4})
+	if rs.Table("filter").Chain("INPUT").Policy != PolicyDrop {
+		t.Error("the policy after extra white space was not read")
 	}
 }

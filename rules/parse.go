@@ -2,8 +2,10 @@ package rules
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -98,9 +100,27 @@ func Parse(r io.Reader, opt Options) (*Ruleset, error) {
 	p := &parser{opt: opt, rs: &Ruleset{Family: opt.Family, File: opt.File}}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	// Lines end at \n only (a \r is part of the line, as for fgets),
+	// and the last one may lack it.
+	lastNL := true
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			lastNL = true
+			return i + 1, data[:i], nil
+		}
+		if atEOF && len(data) > 0 {
+			lastNL = false
+			return len(data), data, nil
+		}
+		return 0, nil, nil
+	})
 	for sc.Scan() {
 		p.line++
 		p.text = sc.Text()
+		if !lastNL && p.text == "COMMIT" && p.table != nil {
+			// fgets leaves no \n, and "COMMIT" is not "COMMIT\n".
+			return nil, p.errAt(token{s: p.text, col: 1}, "the last line, COMMIT, needs its newline: iptables-restore compares it with \"COMMIT\\n\"")
+		}
 		if err := p.parseLine(p.text); err != nil {
 			return nil, err
 		}
@@ -127,40 +147,47 @@ func (p *parser) warn(line int, format string, args ...any) {
 	p.rs.Warnings = append(p.rs.Warnings, Warning{File: p.opt.File, Line: line, Msg: fmt.Sprintf(format, args...)})
 }
 
+// parseLine reads one line as ip46tables_restore_main does: an empty
+// line or one starting with '#' is skipped; "COMMIT" must be the whole
+// line; a table line starts with '*' and a chain line with ':', each read
+// with strtok (the first words count, the rest is ignored, chain counters
+// included); every other line inside a table is a command, whose words
+// add_param_to_argv splits (splitLine). A line starting with white space
+// is a command line, so " *filter" or " # x" is refused, and a carriage
+// return (a CRLF file) never matches "COMMIT" nor a name.
 func (p *parser) parseLine(line string) error {
-	trimmed := strings.TrimSpace(line)
-	if trimmed == "" || trimmed[0] == '#' {
+	if line == "" || line[0] == '#' {
 		return nil
 	}
-	col := strings.Index(line, trimmed) + 1
+	if i := strings.IndexByte(line, '\r'); i >= 0 {
+		return p.errAt(token{s: `\r`, col: i + 1}, "carriage return: iptables-restore reads lines that end in \\n alone (save the file with Unix line endings)")
+	}
 	switch {
-	case trimmed[0] == '*':
-		if p.table != nil {
-			return p.errAt(token{s: trimmed, col: col}, fmt.Sprintf("table %q starts before table %q is committed", trimmed[1:], p.table.Name))
-		}
-		name := trimmed[1:]
-		if _, ok := builtinChains[name]; !ok {
-			return p.errAt(token{s: trimmed, col: col}, unsupportedTable(name))
-		}
-		if p.rs.Table(name) != nil {
-			return p.errAt(token{s: trimmed, col: col}, fmt.Sprintf("table %q appears twice", name))
-		}
-		p.table = &Table{Name: name, Line: p.line}
-		p.tabLine = p.line
-		for _, c := range builtinChains[name] {
-			p.table.Chains = append(p.table.Chains, &Chain{Name: c, Builtin: true, Policy: PolicyAccept})
-		}
-		return nil
-	case trimmed == "COMMIT":
-		if p.table == nil {
-			return p.errAt(token{s: trimmed, col: col}, "COMMIT outside a table")
-		}
+	case line[0] == '*' && p.table == nil:
+		return p.tableLine(line)
+	case line == "COMMIT" && p.table != nil:
 		if err := p.commit(); err != nil {
 			return err
 		}
 		p.rs.Tables = append(p.rs.Tables, p.table)
 		p.table = nil
 		return nil
+	case line[0] == ':' && p.table != nil:
+		return p.chainDecl(strtokFields(line))
+	}
+	trimmed := strings.TrimSpace(line)
+	col := strings.Index(line, trimmed) + 1
+	switch {
+	case trimmed == "":
+		return p.errAt(token{s: line, col: 1}, "a line of white space only: iptables-restore refuses it (no command specified); leave it empty")
+	case p.table == nil && trimmed == "COMMIT":
+		return p.errAt(token{s: trimmed, col: col}, "COMMIT outside a table")
+	case p.table == nil:
+		return p.errAt(token{s: trimmed, col: col}, "line outside a table: expected *raw, *mangle or *filter first (at the start of the line)")
+	case line[0] == '*':
+		return p.errAt(token{s: trimmed, col: col}, fmt.Sprintf("table %q starts before table %q is committed", trimmed[1:], p.table.Name))
+	case trimmed == "COMMIT":
+		return p.errAt(token{s: trimmed, col: col}, "COMMIT must be the whole line: iptables-restore compares it so, white space included")
 	}
 	toks, unterminated, lerr := splitLine(line)
 	if lerr != nil {
@@ -168,12 +195,6 @@ func (p *parser) parseLine(line string) error {
 	}
 	if unterminated {
 		p.warn(p.line, "a double quote is left open: as in iptables-restore, the last word runs to the end of the line and ends with a newline")
-	}
-	if p.table == nil {
-		return p.errAt(toks[0], "line outside a table: expected *raw, *mangle or *filter first")
-	}
-	if strings.HasPrefix(toks[0].s, ":") {
-		return p.chainDecl(toks)
 	}
 	// An optional [packets:bytes] prefix; the counters are the kernel's
 	// business, sluice starts from zero.
@@ -187,6 +208,50 @@ func (p *parser) parseLine(line string) error {
 		}
 	}
 	return p.command(toks)
+}
+
+// strtokFields splits a table or chain line after its first character as
+// strtok(" \t\n") does, with each word's column.
+func strtokFields(line string) []token {
+	var out []token
+	start := -1
+	for i := 1; i <= len(line); i++ {
+		if i == len(line) || line[i] == ' ' || line[i] == '\t' {
+			if start >= 0 {
+				out = append(out, token{s: line[start:i], col: start + 1})
+				start = -1
+			}
+			continue
+		}
+		if start < 0 {
+			start = i
+		}
+	}
+	return out
+}
+
+// tableLine starts a table: the first word after '*' names it, the rest
+// of the line is ignored. A table already restored is restored again:
+// iptables-restore flushes it, so the earlier block's rules are dropped.
+func (p *parser) tableLine(line string) error {
+	f := strtokFields(line)
+	if len(f) == 0 {
+		return p.errAt(token{s: line, col: 1}, "table name invalid")
+	}
+	name := f[0].s
+	if _, ok := builtinChains[name]; !ok {
+		return p.errAt(f[0], unsupportedTable(name))
+	}
+	if old := p.rs.Table(name); old != nil {
+		p.warn(p.line, "table %s is restored again: iptables-restore flushes it here, so the rules of the block at line %d are dropped", name, old.Line)
+		p.rs.Tables = slices.DeleteFunc(p.rs.Tables, func(t *Table) bool { return t == old })
+	}
+	p.table = &Table{Name: name, Line: p.line}
+	p.tabLine = p.line
+	for _, c := range builtinChains[name] {
+		p.table.Chains = append(p.table.Chains, &Chain{Name: c, Builtin: true, Policy: PolicyAccept})
+	}
+	return nil
 }
 
 func unsupportedTable(name string) string {
@@ -212,21 +277,19 @@ func parseCounters(s string) (uint64, uint64, bool) {
 	return x, y, err1 == nil && err2 == nil
 }
 
+// chainDecl is a ":CHAIN POLICY" line (strtokFields): iptables-restore
+// reads the chain and the policy and, unless run with --counters, nothing
+// after them.
 func (p *parser) chainDecl(toks []token) error {
-	name := toks[0].s[1:]
-	if err := p.checkChainName(token{s: name, col: toks[0].col + 1}); err != nil {
+	if len(toks) == 0 {
+		return p.errAt(token{s: ":", col: 1}, "chain name invalid")
+	}
+	name := toks[0].s
+	if err := p.checkChainName(toks[0]); err != nil {
 		return err
 	}
 	if len(toks) < 2 {
 		return p.errAt(toks[0], "chain declaration needs a policy (ACCEPT, DROP or -)")
-	}
-	if len(toks) > 3 {
-		return p.errAt(toks[3], "unexpected word after chain counters")
-	}
-	if len(toks) == 3 {
-		if _, _, ok := parseCounters(toks[2].s); !ok {
-			return p.errAt(toks[2], "bad counters: expected [packets:bytes]")
-		}
 	}
 	c := p.table.Chain(name)
 	pol := toks[1]
@@ -271,6 +334,31 @@ func (p *parser) checkChainName(t token) error {
 
 // command handles -A, -I, -N and -P lines.
 func (p *parser) command(toks []token) error {
+	// getopt reads the command like any option: run together with others
+	// ("-AINPUT", "-6A"), and after -4, -6 or -v, which may come first.
+	for len(toks) > 0 {
+		t := toks[0]
+		if len(t.s) > 2 && t.s[0] == '-' && t.s[1] != '-' {
+			toks = slices.Concat(expandShort(t), toks[1:])
+			t = toks[0]
+		}
+		switch t.s {
+		case "-4", "--ipv4", "-6", "--ipv6":
+			if (t.s[len(t.s)-1] == '6') != (p.opt.Family == packet.FamilyIPv6) {
+				p.warn(p.line, "%s marks this rule for the other IP family: iptables-restore skips it, and so does sluice", t.s)
+				return nil
+			}
+			toks = toks[1:]
+			continue
+		case "-v", "--verbose":
+			toks = toks[1:]
+			continue
+		}
+		break
+	}
+	if len(toks) == 0 {
+		return p.errAt(token{s: p.text, col: 1}, "no command: expected -A, -I, -N or -P")
+	}
 	cmd := toks[0]
 	if strings.HasPrefix(cmd.s, "--") {
 		// getopt_long: --app is --append.

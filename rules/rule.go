@@ -23,6 +23,7 @@ type ruleBuilder struct {
 	mkinds  []string
 	tgt     *targetParser
 	listTok token // the -s/-d word that holds a comma list, if any
+	addrErr error // the first bad -s/-d address, reported after the options
 }
 
 // rule parses the words after "-A CHAIN".
@@ -136,6 +137,9 @@ func (p *parser) rule(c *Chain, toks []token) ([]*Rule, error) {
 		i = a.i - 1
 		invert = false
 	}
+	if b.addrErr != nil {
+		return nil, b.addrErr
+	}
 	if invert {
 		return nil, p.errAt(invTok, "! must come before an option")
 	}
@@ -226,7 +230,13 @@ func (p *parser) addrOpt(b *ruleBuilder, t token, invert bool, a *Args) error {
 	for _, w := range strings.Split(v, ",") {
 		am, err := ParseAddrMask(w, p.opt.Family)
 		if err != nil {
-			return a.Errorf("%v", err)
+			// iptables reads the addresses after the options
+			// (xtables_ipparse_multiple), so a -6 later in an IPv4
+			// rule skips it before a bad address is noticed.
+			if b.addrErr == nil {
+				b.addrErr = a.Errorf("%v", err)
+			}
+			return nil
 		}
 		am.Invert = invert
 		list = append(list, am)

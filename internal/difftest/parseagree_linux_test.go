@@ -97,7 +97,7 @@ func parseGap(what string, serr error) string {
 	switch {
 	case strings.Contains(what, `-> ""`):
 		return `an empty number, which iptables reads as 0`
-	case strings.HasPrefix(what, "double ") && strings.Contains(serr.Error(), "given twice"):
+	case (strings.HasPrefix(what, "double ") || strings.HasPrefix(what, "insert ")) && strings.Contains(serr.Error(), "given twice"):
 		return "an option given twice, which some iptables extensions let pass"
 	case strings.Contains(serr.Error(), "CT without --notrack"):
 		return "a CT target that would turn on connection tracking (and defragmentation)"
@@ -137,7 +137,17 @@ func mutateRules(rng *rand.Rand, text string, v6 bool) (string, string) {
 	}
 	edge := []string{"0", "-1", "65535", "65536", "4294967296", "256", "1:0", "abc", ""}
 	var what string
-	switch rng.IntN(10) {
+	switch rng.IntN(11) {
+	case 10:
+		// Any line, table, chain and COMMIT lines included: white
+		// space, a carriage return, a word cut or doubled.
+		j := rng.IntN(len(lines))
+		if lines[j] == "" {
+			return mutateRules(rng, text, v6)
+		}
+		before := lines[j]
+		lines[j] = mutateText(rng, lines[j], " \t\r:*#[]0123456789-ACEPTDROMIT")
+		return strings.Join(lines, "\n"), fmt.Sprintf("line edited\n  before: %q\n  after:  %q", before, lines[j])
 	case 8, 9:
 		// Characters edited anywhere after "-A CHAIN": quoting,
 		// options run together or cut short.
