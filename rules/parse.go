@@ -344,8 +344,7 @@ func (p *parser) command(toks []token) error {
 		}
 		switch t.s {
 		case "-4", "--ipv4", "-6", "--ipv6":
-			if (t.s[len(t.s)-1] == '6') != (p.opt.Family == packet.FamilyIPv6) {
-				p.warn(p.line, "%s marks this rule for the other IP family: iptables-restore skips it, and so does sluice", t.s)
+			if p.otherFamily(t) {
 				return nil
 			}
 			toks = toks[1:]

@@ -71,8 +71,7 @@ func (p *parser) rule(c *Chain, toks []token) ([]*Rule, error) {
 			// other family (-6 in iptables-restore, -4 in
 			// ip6tables-restore), whatever follows; the right family's
 			// mark does nothing, and takes a "!" before it along.
-			if (t.s[len(t.s)-1] == '6') != (p.opt.Family == packet.FamilyIPv6) {
-				p.warn(p.line, "%s marks this rule for the other IP family: iptables-restore skips it, and so does sluice", t.s)
+			if p.otherFamily(t) {
 				return nil, nil
 			}
 		case "--append", "--delete", "--check", "--insert", "--replace", "--list", "--list-rules",
@@ -649,4 +648,15 @@ func scanfUint(s string) bool {
 		s = s[1:]
 	}
 	return s != "" && s[0] >= '0' && s[0] <= '9'
+}
+
+// otherFamily reports whether the family mark t (-4, -6, --ipv4, --ipv6)
+// is for the other family than this file's, which makes iptables-restore
+// skip the rule; it warns so.
+func (p *parser) otherFamily(t token) bool {
+	if (t.s[len(t.s)-1] == '6') == (p.opt.Family == packet.FamilyIPv6) {
+		return false
+	}
+	p.warn(p.line, "%s marks this rule for the other IP family: iptables-restore skips it, and so does sluice", t.s)
+	return true
 }
