@@ -77,12 +77,7 @@ func TestMatchDifferential(t *testing.T) {
 // (libxt_u32 and libxt_string parse them, xt_u32 and xt_string check
 // them) and parsed by sluice: both must accept or refuse alike.
 func TestByteMatchArgsAgreeWithIptables(t *testing.T) {
-	testnet.RequireForTest(t)
-	ns, err := testnet.NewNS("bytechk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := nsForTest(t, "bytechk")
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(31, 32))
 	g := &matchGen{r: r}
@@ -167,12 +162,7 @@ func mutateText(r *rand.Rand, s, alphabet string) string {
 // metadata or link-layer bytes (ancillary loads, SKF_LL_OFF), which sluice
 // refuses with an UnsupportedError rather than guess.
 func TestBPFCheckerAgreesWithKernel(t *testing.T) {
-	testnet.RequireForTest(t)
-	ns, err := testnet.NewNS("bpfchk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := nsForTest(t, "bpfchk")
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(21, 22))
 	var accepted, refused, unsupported, bad int
@@ -185,7 +175,7 @@ func TestBPFCheckerAgreesWithKernel(t *testing.T) {
 			}
 		}
 		text := fmt.Sprintf("*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -m bpf --bytecode \"%s\"\nCOMMIT\n", cbpf.Format(prog))
-		_, kerr := ns.RunInput(ctx, []byte(text), "iptables-legacy-restore", "--wait=10")
+		kerr := restore(ctx, ns, []byte(text), "iptables-legacy-restore")
 		_, serr := Parse(Case{Rules4: []byte(text)}, jiffies.DefaultHZ, FrameStart)
 		var ue *cbpf.UnsupportedError
 		switch {
@@ -257,4 +247,16 @@ func TestSetsDifferential(t *testing.T) {
 			}
 		})
 	}
+}
+
+// nsForTest is a private network namespace for the test (root required:
+// RequireForTest), removed when it ends.
+func nsForTest(t *testing.T, name string) *testnet.NS {
+	testnet.RequireForTest(t)
+	ns, err := testnet.NewNS(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
 }

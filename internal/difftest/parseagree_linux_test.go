@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/sluice-project/sluice/engine/jiffies"
-	"github.com/sluice-project/sluice/internal/testnet"
 )
 
 var (
@@ -29,12 +28,7 @@ var (
 // sluice refuses what an operator's kernel runs. Known gaps, where sluice
 // refuses on purpose, are listed in parseGap.
 func TestParserAgreesWithIptables(t *testing.T) {
-	testnet.RequireForTest(t)
-	ns, err := testnet.NewNS("parse")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := nsForTest(t, "parse")
 	ctx := context.Background()
 	if _, err := ns.RunInput(ctx, []byte(SetsText), "ipset", "restore"); err != nil {
 		t.Fatal(err)
@@ -280,12 +274,7 @@ func shellWords(l string) []string {
 // `ipset save` files: the generator's sets with one line mutated, loaded
 // by `ipset restore` in a private namespace and parsed by sluice.
 func TestSetsParserAgreesWithIpset(t *testing.T) {
-	testnet.RequireForTest(t)
-	ns, err := testnet.NewNS("sets")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := nsForTest(t, "sets")
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(13, 14))
 	lines := strings.Split(strings.TrimSpace(SetsText), "\n")
