@@ -142,6 +142,7 @@ type Worker struct {
 	// The traversal state of the packet (begin).
 	sk     []int32
 	hmask  uint8
+	pfx    uint64 // the packet's prefilter word: rules known to fail
 	curCtr []atomic.Uint64
 	l3len  uint64
 
@@ -276,6 +277,10 @@ func (w *Worker) begin(fp *familyProgram, p *packet.Packet) {
 	}
 	w.l3len = uint64(p.Len)
 	w.curCtr = w.ctr[p.Family]
+	w.pfx = 0
+	if fp.pf.on {
+		w.pfx = w.prefilter(&fp.pf, p)
+	}
 }
 
 const resHotdropVerdict = targetKind(255)
@@ -330,6 +335,11 @@ func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *pack
 			continue
 		}
 		r := &fp.rules[i]
+		if w.pfx>>(r.pbit&63)&1 != 0 {
+			// The prefilter knows a match fails (prefilter.go).
+			i++
+			continue
+		}
 		if r.hdr&hmask != 0 {
 			switch w.header(r, p) {
 			case resNo:

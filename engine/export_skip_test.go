@@ -1,18 +1,42 @@
 package engine
 
-// DisableSkip makes every skip table row the identity, so pr evaluates
-// every rule as if there were no skip tables: the reference the skip
-// tables are checked against.
+import "github.com/sluice-project/sluice/packet"
+
+// DisableSkip makes every skip table row the identity and turns the
+// prefilter off, so pr evaluates every rule as if there were neither: the
+// reference the skip tables and the prefilter are checked against.
 func DisableSkip(pr *Program) {
 	for _, fp := range pr.fam {
 		if fp == nil {
 			continue
 		}
 		fp.skipTrusted = false
+		fp.pf.on = false
+		for i := range fp.rules {
+			fp.rules[i].pbit = noPbit
+		}
 		n := int(fp.nskip)
 		none := fp.skip[int(fp.noneCls)*n : int(fp.noneCls)*n+n]
 		for c := 0; c*n < len(fp.skip); c++ {
 			copy(fp.skip[c*n:c*n+n], none)
 		}
 	}
+}
+
+// PrefilterRules is the number of IPv4 rules with a prefilter bit, and
+// how many of those count only for whole transport headers.
+func PrefilterRules(pr *Program) (n, cond int) {
+	fp := pr.fam[packet.FamilyIPv4]
+	if fp == nil || !fp.pf.on {
+		return 0, 0
+	}
+	for i := range fp.rules {
+		if b := fp.rules[i].pbit; b != noPbit {
+			n++
+			if fp.pf.cond>>b&1 != 0 {
+				cond++
+			}
+		}
+	}
+	return n, cond
 }

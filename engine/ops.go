@@ -209,18 +209,7 @@ func (w *Worker) evalOp(o *op, p *packet.Packet, j uint64) uint8 {
 		}
 		return b2r(multiportMatch(o, p.SrcPort, p.DstPort) != o.inv)
 	case opTTL:
-		var m bool
-		switch rules.TTLOp(o.b0) {
-		case rules.TTLEq:
-			m = p.TTL == o.b1
-		case rules.TTLNe:
-			m = p.TTL != o.b1
-		case rules.TTLLt:
-			m = p.TTL < o.b1
-		case rules.TTLGt:
-			m = p.TTL > o.b1
-		}
-		return b2r(m)
+		return b2r(ttlMatch(o, p.TTL))
 	case opIPRange4:
 		if o.has2 {
 			s := w.src4
@@ -267,6 +256,21 @@ func (w *Worker) evalOp(o *op, p *packet.Packet, j uint64) uint8 {
 		return b2r(m)
 	}
 	return w.evalExt(o, p, j)
+}
+
+// ttlMatch is xt_ttl's ttl_mt for a TTL op.
+func ttlMatch(o *op, ttl uint8) bool {
+	switch rules.TTLOp(o.b0) {
+	case rules.TTLEq:
+		return ttl == o.b1
+	case rules.TTLNe:
+		return ttl != o.b1
+	case rules.TTLLt:
+		return ttl < o.b1
+	case rules.TTLGt:
+		return ttl > o.b1
+	}
+	return false
 }
 
 // multiportMatch reports whether a port the multiport op o tests falls in

@@ -48,8 +48,11 @@ type rule struct {
 	kind  targetKind
 	// hdr says which header checks can fail for this rule (hdr* bits);
 	// a rule without any goes straight to its matches.
-	hdr  uint8
-	log  bool  // LOG or NFLOG: write a line when a sink is set
+	hdr uint8
+	log bool // LOG or NFLOG: write a line when a sink is set
+	// pbit is the rule's bit in the packet's prefilter word (prefilter.go),
+	// noPbit for a rule without one.
+	pbit uint8
 	jump int32 // chain index for tJump / tGoto
 	ctr  int32 // counter slot: packets at ctr, bytes at ctr+1
 
@@ -171,6 +174,8 @@ type familyProgram struct {
 	udpSport, udpDport *portClasses
 	tcpBase, udpBase   int32
 	noneCls            int32
+
+	pf prefilter
 }
 
 // compileFamily flattens a ruleset: every chain's rules become a contiguous
@@ -247,6 +252,7 @@ func compileFamily(rs *rules.Ruleset, st *State, now int64) (*familyProgram, err
 			fp.nhooks = int32(h + 1)
 		}
 	}
+	fp.buildPrefilter()
 	return fp, nil
 }
 

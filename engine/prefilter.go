@@ -1,0 +1,280 @@
+package engine
+
+import (
+	"github.com/sluice-project/sluice/engine/ipset"
+	"github.com/sluice-project/sluice/packet"
+)
+
+// The prefilter. The skip tables (program.go) pass over rules by a
+// packet's protocol, ports and TCP flags, but most of the rules a packet
+// of an anti-DDoS policy still visits fail on something as cheap: a TTL
+// or length bound, a packet type, or a test of a prefix set that the
+// policy's first rule has already looked the packet's address up in (the
+// allow list, blocklist and bogon sets are one group, one lookup:
+// ipset.GroupMatchers). Visiting such a rule costs the traversal loop
+// about a hundred instructions; reading one bit costs four.
+//
+// So each IPv4 rule that has such a test gets a bit (up to 63 rules), and
+// every packet gets a word, computed once per packet from a few tables
+// indexed by its TTL, packet type, length class and the group's answer
+// for its address: bit b is set when the rule of bit b is certain to
+// fail. The traversal passes over such a rule as if it had evaluated it.
+//
+// That is exact, not a heuristic: a test takes part only if every match
+// before it in its rule is of a kind that neither changes state nor
+// hotdrops (ttl, pkttype, length, iprange, dscp, tos, mac, grouped set
+// tests, comments; and transport matches, for a packet whose transport
+// header they read whole), and the IPv4 header checks before the matches
+// do neither; a failing test then means the rule would have counted
+// nothing and done nothing. The group's answer is used only while its sets have
+// no timeout that could have expired (GroupTest4's Until), as the inline
+// set test in runFrom does. TestSkipTablesExact holds the traversal with
+// the prefilter and skip tables to one without either.
+
+// noPbit is the bit no rule owns (never set in a packet's word).
+const noPbit = 63
+
+type prefilter struct {
+	on  bool
+	ttl [256]uint64
+	pkt [256]uint64
+	// lens classes uint16(Len) by the bounds of the length tests; lenEx
+	// is by class. nil when no rule's bit comes from a length test.
+	lens  *portClasses
+	lenEx []uint64
+	// The lead group: the grouped set test the first rule of the first
+	// hook starts with names the group whose answer, in memo entry slot
+	// for the source (destination when dst), every packet needs.
+	grp   *ipset.Matcher
+	slot  uint8
+	dst   bool
+	until int64 // the earliest Until of the group's tests
+	grpEx []groupEx
+	// cond holds the bits of rules whose tests come after a transport
+	// match (l4Pure): they count only for a packet whose transport header
+	// such a match reads without a hotdrop (l4Whole).
+	cond uint64
+	// gtab is grpEx's combined answer by the low bits of the group's
+	// value (gmask), when the sets tested are among its first few.
+	gtab  []uint64
+	gmask uint32
+}
+
+// maxGroupTab bounds gtab: the codes of the group's first five sets.
+const maxGroupTab = 1 << 10
+
+// groupEx is, for one set of the lead group (its 2-bit code at shift in
+// the group's answer), the rules that fail for each code.
+type groupEx struct {
+	shift uint8
+	ex    [4]uint64
+}
+
+// l4Pure reports whether a transport match may come before a prefilter
+// test in a rule, for a packet l4Whole accepts: the tcp, udp, icmp and
+// multiport matches neither change state nor, given a whole unfragmented
+// header, hotdrop (a tcp option test reads further: it may).
+func l4Pure(o *op) bool {
+	switch o.kind {
+	case opUDP, opICMP, opMultiport:
+		return true
+	case opTCP:
+		return !o.has3
+	}
+	return false
+}
+
+// l4Whole reports whether p's transport header is unfragmented and long
+// enough for every l4Pure match (a rule's transport match is for the
+// protocol its -p names, which its header check compares first).
+func l4Whole(p *packet.Packet) bool {
+	if p.FragOff != 0 {
+		return false
+	}
+	if p.Proto == packet.ProtoTCP {
+		return p.L4Len >= 20
+	}
+	return p.L4Len >= 8
+}
+
+// prefiltered reports whether a match of kind k may come before a
+// prefilter test in its rule: it neither changes state nor hotdrops.
+func prefiltered(k opKind) bool {
+	switch k {
+	case opTTL, opPktType, opLength, opIPRange4, opDSCP, opTOS, opMAC, opSetGroup:
+		return true
+	}
+	return false
+}
+
+func (fp *familyProgram) buildPrefilter() {
+	for i := range fp.rules {
+		fp.rules[i].pbit = noPbit
+	}
+	if fp.fam != packet.FamilyIPv4 {
+		return
+	}
+	pf := &fp.pf
+	for _, ci := range fp.hooks {
+		if ci < 0 {
+			continue
+		}
+		if c := &fp.chains[ci]; c.start < c.end {
+			if ops := fp.rules[c.start].ops; len(ops) > 0 && ops[0].kind == opSetGroup {
+				pf.grp, pf.slot, pf.dst = ops[0].set, ops[0].b2&memoMask, ops[0].has2
+			}
+		}
+		break
+	}
+	// The tests each rule contributes: the leading run of prefiltered
+	// matches.
+	lenStarts := map[uint32]bool{}
+	tests := make([][]*op, len(fp.rules))
+	nbits := 0
+	for i := range fp.rules {
+		r := &fp.rules[i]
+		var ts []*op
+		cond := false
+		for k := range r.ops {
+			o := &r.ops[k]
+			if !prefiltered(o.kind) {
+				if l4Pure(o) {
+					cond = true
+					continue
+				}
+				break
+			}
+			switch {
+			case o.kind == opTTL, o.kind == opPktType, o.kind == opLength:
+				ts = append(ts, o)
+			case o.kind == opSetGroup && pf.grp != nil && o.b2&memoMask == pf.slot && o.has2 == pf.dst:
+				ts = append(ts, o)
+			}
+		}
+		if len(ts) == 0 || nbits == noPbit {
+			continue
+		}
+		r.pbit = uint8(nbits)
+		if cond {
+			pf.cond |= 1 << nbits
+		}
+		nbits++
+		tests[i] = ts
+		for _, o := range ts {
+			if o.kind == opLength {
+				lenStarts[uint32(o.r0.Min)] = true
+				lenStarts[uint32(o.r0.Max)+1] = true
+			}
+		}
+	}
+	if nbits == 0 {
+		return
+	}
+	pf.on = true
+	if len(lenStarts) > 0 {
+		pf.lens = newPortClasses(lenStarts)
+	}
+	if pf.lens != nil {
+		pf.lenEx = make([]uint64, pf.lens.n)
+	}
+	pf.until = 1<<63 - 1
+	for i := range fp.rules {
+		bit := uint64(1) << fp.rules[i].pbit
+		for _, o := range tests[i] {
+			switch o.kind {
+			case opTTL:
+				for t := range pf.ttl {
+					if !ttlMatch(o, uint8(t)) {
+						pf.ttl[t] |= bit
+					}
+				}
+			case opPktType:
+				for t := range pf.pkt {
+					if (uint8(t) == o.b0) == o.inv {
+						pf.pkt[t] |= bit
+					}
+				}
+			case opLength:
+				if pf.lens == nil {
+					// Over 255 classes: such a rule keeps its bit for
+					// its other tests, and its length test runs.
+					continue
+				}
+				for c, l := range pf.lens.reps {
+					if (l >= o.r0.Min && l <= o.r0.Max) == o.inv {
+						pf.lenEx[c] |= bit
+					}
+				}
+			case opSetGroup:
+				g := pf.groupEx(o.b0)
+				for code := range 4 {
+					if o.b1>>code&1 == 0 {
+						g.ex[code] |= bit
+					}
+				}
+				pf.until = min(pf.until, o.until())
+			}
+		}
+	}
+	pf.buildGroupTab()
+}
+
+// buildGroupTab fills gtab when the group's tested sets fit it.
+func (pf *prefilter) buildGroupTab() {
+	var top uint32
+	for _, g := range pf.grpEx {
+		top = max(top, uint32(g.shift)+2)
+	}
+	if len(pf.grpEx) == 0 || 1<<top > maxGroupTab {
+		return
+	}
+	pf.gmask = 1<<top - 1
+	pf.gtab = make([]uint64, 1<<top)
+	for v := range pf.gtab {
+		for _, g := range pf.grpEx {
+			pf.gtab[v] |= g.ex[uint32(v)>>g.shift&3]
+		}
+	}
+}
+
+// groupEx returns the entry for the set at shift, adding it if new.
+func (pf *prefilter) groupEx(shift uint8) *groupEx {
+	for i := range pf.grpEx {
+		if pf.grpEx[i].shift == shift {
+			return &pf.grpEx[i]
+		}
+	}
+	pf.grpEx = append(pf.grpEx, groupEx{shift: shift})
+	return &pf.grpEx[len(pf.grpEx)-1]
+}
+
+// prefilter computes p's word. The group's answer goes into the packet's
+// memo, where the lead test and the group's other tests find it.
+func (w *Worker) prefilter(pf *prefilter, p *packet.Packet) uint64 {
+	x := pf.ttl[p.TTL] | pf.pkt[p.PktType]
+	if pf.lens != nil {
+		x |= pf.lenEx[pf.lens.class(uint16(p.Len))]
+	}
+	if x&pf.cond != 0 && !l4Whole(p) {
+		x &^= pf.cond
+	}
+	if len(pf.grpEx) > 0 && w.now <= pf.until {
+		v := w.setMemo[pf.slot&memoMask]
+		if v == 0 {
+			a := w.src4
+			if pf.dst {
+				a = w.dst4
+			}
+			v = pf.grp.GroupLookup4(a)
+			w.setMemo[pf.slot&memoMask] = v
+		}
+		if pf.gtab != nil {
+			return x | pf.gtab[v&pf.gmask]
+		}
+		for i := range pf.grpEx {
+			g := &pf.grpEx[i]
+			x |= g.ex[v>>g.shift&3]
+		}
+	}
+	return x
+}

@@ -1,0 +1,92 @@
+package engine_test
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/packet"
+)
+
+// prefilterRules puts the prefilter's tests in every position it takes
+// them from and many it must not: after set tests (inverted, with
+// --return-nomatch, in a set whose elements time out during the run),
+// after transport matches (packets with truncated transport headers and
+// fragments must not have those bits), after a tcp option test or a
+// stateful match (no bit), and in a user chain.
+const prefilterRules = `*raw
+:PREROUTING ACCEPT [0:0]
+:CHK - [0:0]
+-A PREROUTING -m set --match-set allow src -j ACCEPT
+-A PREROUTING -m set ! --match-set deny src -m ttl --ttl-gt 3 -j CHK
+-A PREROUTING -m set --match-set deny src --return-nomatch -j DROP
+-A PREROUTING -m ttl --ttl-eq 64 -m pkttype --pkt-type broadcast -j DROP
+-A PREROUTING -m pkttype ! --pkt-type unicast -m length ! --length 100:200 -j DROP
+-A PREROUTING -p tcp -m tcp --syn -m length --length 0:60 -j DROP
+-A PREROUTING -p tcp -m tcp --dport 80 -m ttl --ttl-lt 30 -j DROP
+-A PREROUTING -p tcp -m tcp --tcp-option 2 -m length --length 44 -j DROP
+-A PREROUTING -p udp -m udp --sport 53 -m length --length 512:65535 -j DROP
+-A PREROUTING -p udp -m multiport --dports 53,123 -m ttl --ttl-eq 1 -j DROP
+-A PREROUTING -p icmp -m icmp --icmp-type 8 -m length --length 1000:65535 -j DROP
+-A PREROUTING -m iprange --src-range 198.18.0.0-198.19.255.255 -m ttl ! --ttl-eq 5 -m set --match-set tmo src -j DROP
+-A PREROUTING -m hashlimit --hashlimit-upto 1/hour --hashlimit-mode srcip --hashlimit-name h -m ttl --ttl-lt 10 -j ACCEPT
+-A PREROUTING -m length --length 0:40 -j DROP
+-A PREROUTING -f -m ttl --ttl-gt 200 -j DROP
+-A PREROUTING -j CHK
+-A CHK -m set --match-set tmo src -m ttl --ttl-lt 128 -j RETURN
+-A CHK -m set ! --match-set allow src -m length --length 300:700 -j DROP
+-A CHK -m set ! --match-set tmo src -m ttl --ttl-gt 100 -j DROP
+COMMIT
+`
+
+const prefilterSets = `create allow hash:net family inet
+add allow 198.51.100.0/24
+add allow 198.51.100.2 nomatch
+create deny hash:net family inet
+add deny 0.0.0.0/1
+add deny 10.0.0.0/8 nomatch
+add deny 127.0.0.0/8
+create tmo hash:net family inet timeout 5
+add tmo 198.18.0.0/15 timeout 1
+add tmo 0.0.0.0/2 timeout 5
+add tmo 10.0.0.0/8 timeout 1 nomatch
+add tmo 203.0.113.0/24 timeout 0
+`
+
+// TestPrefilterExact: the prefilter (with the skip tables) changes no
+// verdict and no counter on random traffic, over 4 s of packet time in
+// which the set group's timeouts expire.
+func TestPrefilterExact(t *testing.T) {
+	fast := compileFiles(t, "prefilter.rules", []byte(prefilterRules), "prefilter.ipset", []byte(prefilterSets), 0)
+	slow := compileFiles(t, "prefilter.rules", []byte(prefilterRules), "prefilter.ipset", []byte(prefilterSets), 0)
+	engine.DisableSkip(slow)
+	if n, cond := engine.PrefilterRules(fast); n != 16 || cond != 5 {
+		t.Errorf("%d rules with a prefilter bit, %d of them conditional; want 16 and 5", n, cond)
+	}
+	pkts := decodeAll(packet.LinkEthernet, randomTraffic(7, 40000))
+	wf, ws := fast.NewWorker(), slow.NewWorker()
+	for i := range pkts {
+		now := int64(i) * 100_000 // 100 µs apart: 4 s in all
+		vf, vs := wf.Process(&pkts[i], now), ws.Process(&pkts[i], now)
+		_, rf := wf.LastRuleIndex()
+		_, rs := ws.LastRuleIndex()
+		if vf != vs || rf != rs {
+			t.Fatalf("packet %d: verdict %v rule %d with the prefilter, %v rule %d without", i, vf, rf, vs, rs)
+		}
+	}
+	a, b := fast.Report(wf), slow.Report(ws)
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("reports differ:\n%+v\n%+v", a, b)
+	}
+	hit := 0
+	for _, c := range a.Tables[0].Chains {
+		for _, r := range c.Rules {
+			if r.Packets > 0 {
+				hit++
+			}
+		}
+	}
+	if hit < 15 {
+		t.Errorf("only %d of 19 rules matched anything: the traffic does not exercise the ruleset", hit)
+	}
+}
