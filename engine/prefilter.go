@@ -1,6 +1,9 @@
 package engine
 
 import (
+	"math/bits"
+	"slices"
+
 	"github.com/sluice-project/sluice/engine/ipset"
 	"github.com/sluice-project/sluice/packet"
 )
@@ -16,7 +19,8 @@ import (
 //
 // So each IPv4 rule that has such a test gets a bit (up to 63 rules), and
 // every packet gets a word, computed once per packet from a few tables
-// indexed by its TTL, packet type, length class and the group's answer
+// indexed by its TTL, packet type, length class, address classes (by the
+// rules' -s and -d prefixes and iprange ranges) and the group's answer
 // for its address: bit b is set when the rule of bit b is certain to
 // fail. The traversal passes over such a rule as if it had evaluated it.
 //
@@ -50,6 +54,9 @@ type prefilter struct {
 	dst   bool
 	until int64 // the earliest Until of the group's tests
 	grpEx []groupEx
+	// src and dst class the packet's addresses by the bounds of the
+	// rules' contiguous -s/-d prefixes and iprange ranges.
+	srcDim, dstDim addrDim
 	// cond holds the bits of rules whose tests come after a transport
 	// match (l4Pure): they count only for a packet whose transport header
 	// such a match reads without a hotdrop (l4Whole).
@@ -62,6 +69,66 @@ type prefilter struct {
 
 // maxGroupTab bounds gtab: the codes of the group's first five sets.
 const maxGroupTab = 1 << 10
+
+// addrDim splits the IPv4 address space at starts (starts[0] is 0); ex
+// is by interval.
+type addrDim struct {
+	starts []uint32
+	ex     []uint64
+}
+
+// maxAddrBounds caps an address dimension's intervals: a lookup is a
+// binary search over them. Rules past the cap keep their address test.
+const maxAddrBounds = 64
+
+// addrTest is an address interval a rule's packets must fall in (or, if
+// inv, outside): a contiguous -s or -d prefix, or an iprange range.
+type addrTest struct {
+	dst    bool
+	lo, hi uint32
+	inv    bool
+}
+
+func (d *addrDim) lookup(a uint32) uint64 {
+	lo, hi := 0, len(d.starts)
+	for hi-lo > 1 {
+		mid := int(uint(lo+hi) >> 1)
+		if d.starts[mid] <= a {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return d.ex[lo]
+}
+
+// build makes the intervals from bounds (interval starts).
+func (d *addrDim) build(bounds map[uint32]bool) {
+	bounds[0] = true
+	for b := range bounds {
+		d.starts = append(d.starts, b)
+	}
+	slices.Sort(d.starts)
+	d.ex = make([]uint64, len(d.starts))
+}
+
+// exclude sets bit in every interval outside [lo, hi] (inside, if inv).
+func (d *addrDim) exclude(lo, hi uint32, inv bool, bit uint64) {
+	for i, s := range d.starts {
+		if (s >= lo && s <= hi) == inv {
+			d.ex[i] |= bit
+		}
+	}
+}
+
+// prefixRange returns the addresses a -s/-d value/mask pair covers, when
+// the mask is contiguous.
+func prefixRange(addr, mask uint32) (lo, hi uint32, ok bool) {
+	if mask != 0 && mask != ^uint32(0)<<bits.TrailingZeros32(mask) {
+		return 0, 0, false
+	}
+	return addr, addr | ^mask, true
+}
 
 // groupEx is, for one set of the lead group (its 2-bit code at shift in
 // the group's answer), the rules that fail for each code.
@@ -129,12 +196,22 @@ func (fp *familyProgram) buildPrefilter() {
 	// The tests each rule contributes: the leading run of prefiltered
 	// matches.
 	lenStarts := map[uint32]bool{}
+	addrBounds := [2]map[uint32]bool{{}, {}}
 	tests := make([][]*op, len(fp.rules))
+	addrs := make([][]addrTest, len(fp.rules))
 	nbits := 0
 	for i := range fp.rules {
 		r := &fp.rules[i]
 		var ts []*op
+		var as []addrTest
 		cond := false
+		// The header's contiguous -s and -d come first.
+		if lo, hi, ok := prefixRange(r.src4, r.smask4); ok && r.smask4 != 0 {
+			as = append(as, addrTest{lo: lo, hi: hi, inv: r.flags&fSrcInv != 0})
+		}
+		if lo, hi, ok := prefixRange(r.dst4, r.dmask4); ok && r.dmask4 != 0 {
+			as = append(as, addrTest{dst: true, lo: lo, hi: hi, inv: r.flags&fDstInv != 0})
+		}
 		for k := range r.ops {
 			o := &r.ops[k]
 			if !prefiltered(o.kind) {
@@ -147,13 +224,36 @@ func (fp *familyProgram) buildPrefilter() {
 			switch {
 			case o.kind == opTTL, o.kind == opPktType, o.kind == opLength:
 				ts = append(ts, o)
+			case o.kind == opIPRange4:
+				if o.has2 {
+					as = append(as, addrTest{lo: o.lo4[0], hi: o.hi4[0], inv: o.inv})
+				}
+				if o.has3 {
+					as = append(as, addrTest{dst: true, lo: o.lo4[1], hi: o.hi4[1], inv: o.inv2})
+				}
 			case o.kind == opSetGroup && pf.grp != nil && o.b2&memoMask == pf.slot && o.has2 == pf.dst:
 				ts = append(ts, o)
 			}
 		}
-		if len(ts) == 0 || nbits == noPbit {
+		// Address tests past the bounds' cap are left to the rule.
+		k := 0
+		for _, a := range as {
+			b := addrBounds[boolByte(a.dst)]
+			if len(b)+2 > maxAddrBounds && !(b[a.lo] && (a.hi == ^uint32(0) || b[a.hi+1])) {
+				continue
+			}
+			b[a.lo] = true
+			if a.hi != ^uint32(0) {
+				b[a.hi+1] = true
+			}
+			as[k] = a
+			k++
+		}
+		as = as[:k]
+		if len(ts)+len(as) == 0 || nbits == noPbit {
 			continue
 		}
+		addrs[i] = as
 		r.pbit = uint8(nbits)
 		if cond {
 			pf.cond |= 1 << nbits
@@ -177,9 +277,18 @@ func (fp *familyProgram) buildPrefilter() {
 	if pf.lens != nil {
 		pf.lenEx = make([]uint64, pf.lens.n)
 	}
+	pf.srcDim.build(addrBounds[0])
+	pf.dstDim.build(addrBounds[1])
 	pf.until = 1<<63 - 1
 	for i := range fp.rules {
 		bit := uint64(1) << fp.rules[i].pbit
+		for _, a := range addrs[i] {
+			d := &pf.srcDim
+			if a.dst {
+				d = &pf.dstDim
+			}
+			d.exclude(a.lo, a.hi, a.inv, bit)
+		}
 		for _, o := range tests[i] {
 			switch o.kind {
 			case opTTL:
@@ -252,6 +361,12 @@ func (pf *prefilter) groupEx(shift uint8) *groupEx {
 // memo, where the lead test and the group's other tests find it.
 func (w *Worker) prefilter(pf *prefilter, p *packet.Packet) uint64 {
 	x := pf.ttl[p.TTL] | pf.pkt[p.PktType]
+	if len(pf.srcDim.starts) > 1 {
+		x |= pf.srcDim.lookup(w.src4)
+	}
+	if len(pf.dstDim.starts) > 1 {
+		x |= pf.dstDim.lookup(w.dst4)
+	}
 	if pf.lens != nil {
 		x |= pf.lenEx[pf.lens.class(uint16(p.Len))]
 	}

@@ -13,7 +13,9 @@ import (
 // --return-nomatch, in a set whose elements time out during the run),
 // after transport matches (packets with truncated transport headers and
 // fragments must not have those bits), after a tcp option test or a
-// stateful match (no bit), and in a user chain.
+// stateful match (no bit), in a user chain, and address tests: -s and -d
+// prefixes (inverted, and one with a non-contiguous mask, which takes no
+// part) and iprange.
 const prefilterRules = `*raw
 :PREROUTING ACCEPT [0:0]
 :CHK - [0:0]
@@ -32,6 +34,11 @@ const prefilterRules = `*raw
 -A PREROUTING -m hashlimit --hashlimit-upto 1/hour --hashlimit-mode srcip --hashlimit-name h -m ttl --ttl-lt 10 -j ACCEPT
 -A PREROUTING -m length --length 0:40 -j DROP
 -A PREROUTING -f -m ttl --ttl-gt 200 -j DROP
+-A PREROUTING -s 198.18.0.0/15 -m ttl --ttl-lt 100 -j DROP
+-A PREROUTING ! -s 0.0.0.0/1 -d 198.51.100.10/32 -m length --length 1300:65535 -j DROP
+-A PREROUTING -s 10.0.0.0/255.0.255.0 -j DROP
+-A PREROUTING -m iprange ! --dst-range 198.51.100.0-198.51.100.9 -m pkttype --pkt-type multicast -j DROP
+-A PREROUTING -s 127.0.0.0/8 -j DROP
 -A PREROUTING -j CHK
 -A CHK -m set --match-set tmo src -m ttl --ttl-lt 128 -j RETURN
 -A CHK -m set ! --match-set allow src -m length --length 300:700 -j DROP
@@ -60,8 +67,8 @@ func TestPrefilterExact(t *testing.T) {
 	fast := compileFiles(t, "prefilter.rules", []byte(prefilterRules), "prefilter.ipset", []byte(prefilterSets), 0)
 	slow := compileFiles(t, "prefilter.rules", []byte(prefilterRules), "prefilter.ipset", []byte(prefilterSets), 0)
 	engine.DisableSkip(slow)
-	if n, cond := engine.PrefilterRules(fast); n != 16 || cond != 5 {
-		t.Errorf("%d rules with a prefilter bit, %d of them conditional; want 16 and 5", n, cond)
+	if n, cond := engine.PrefilterRules(fast); n != 20 || cond != 5 {
+		t.Errorf("%d rules with a prefilter bit, %d of them conditional; want 20 and 5", n, cond)
 	}
 	pkts := decodeAll(packet.LinkEthernet, randomTraffic(7, 40000))
 	wf, ws := fast.NewWorker(), slow.NewWorker()
@@ -87,6 +94,6 @@ func TestPrefilterExact(t *testing.T) {
 		}
 	}
 	if hit < 15 {
-		t.Errorf("only %d of 19 rules matched anything: the traffic does not exercise the ruleset", hit)
+		t.Errorf("only %d of 24 rules matched anything: the traffic does not exercise the ruleset", hit)
 	}
 }
