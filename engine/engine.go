@@ -315,7 +315,15 @@ func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *pack
 	end := fp.chains[cur].end
 	for {
 		if i < end {
-			i = sk[i]
+			// The row holds the next candidate and its prefilter bit
+			// (skipEncode).
+			v := uint32(sk[i])
+			i = int32(v & skipIndex)
+			if w.pfx>>(v>>skipBitShift&63)&1 != 0 {
+				// The prefilter knows a match fails (prefilter.go).
+				i++
+				continue
+			}
 		}
 		if i >= end {
 			c := &fp.chains[cur]
@@ -335,11 +343,6 @@ func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *pack
 			continue
 		}
 		r := &fp.rules[i]
-		if w.pfx>>(r.pbit&63)&1 != 0 {
-			// The prefilter knows a match fails (prefilter.go).
-			i++
-			continue
-		}
 		if r.hdr&hmask != 0 {
 			switch w.header(r, p) {
 			case resNo:

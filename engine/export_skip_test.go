@@ -15,6 +15,7 @@ func DisableSkip(pr *Program) {
 		for i := range fp.rules {
 			fp.rules[i].pbit = noPbit
 		}
+		fp.skipEncode()
 		n := int(fp.nskip)
 		none := fp.skip[int(fp.noneCls)*n : int(fp.noneCls)*n+n]
 		for c := 0; c*n < len(fp.skip); c++ {

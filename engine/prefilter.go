@@ -38,6 +38,34 @@ import (
 // noPbit is the bit no rule owns (never set in a packet's word).
 const noPbit = 63
 
+// The skip rows carry each candidate's prefilter bit beside its index,
+// so that the traversal tests the bit without touching the rule:
+// skip[...] = index | bit<<skipBitShift.
+const (
+	skipBitShift = 24
+	skipIndex    = 1<<skipBitShift - 1
+)
+
+// skipEncode puts the rules' prefilter bits into the skip rows (the end
+// of a chain gets noPbit). A program of 2^24 rules or more keeps no bits.
+func (fp *familyProgram) skipEncode() {
+	n := len(fp.rules)
+	if n > skipIndex {
+		fp.pf.on = false
+		for i := range fp.rules {
+			fp.rules[i].pbit = noPbit
+		}
+	}
+	for k, v := range fp.skip {
+		i, next := k%n, int32(uint32(v)&skipIndex)
+		bit := uint32(noPbit)
+		if next < fp.ruleEnd[i] {
+			bit = uint32(fp.rules[next].pbit)
+		}
+		fp.skip[k] = int32(uint32(next) | bit<<skipBitShift)
+	}
+}
+
 type prefilter struct {
 	on  bool
 	ttl [256]uint64

@@ -174,6 +174,7 @@ type familyProgram struct {
 	udpSport, udpDport *portClasses
 	tcpBase, udpBase   int32
 	noneCls            int32
+	ruleEnd            []int32 // by rule: its chain's end
 
 	pf prefilter
 }
@@ -253,6 +254,13 @@ func compileFamily(rs *rules.Ruleset, st *State, now int64) (*familyProgram, err
 		}
 	}
 	fp.buildPrefilter()
+	fp.ruleEnd = make([]int32, len(fp.rules))
+	for ci := range fp.chains {
+		for i := fp.chains[ci].start; i < fp.chains[ci].end; i++ {
+			fp.ruleEnd[i] = fp.chains[ci].end
+		}
+	}
+	fp.skipEncode()
 	return fp, nil
 }
 
