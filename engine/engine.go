@@ -152,7 +152,8 @@ type Worker struct {
 	jFrom, jTo int64
 }
 
-type stackEntry struct{ ret, chain int32 }
+// stackEntry is a return point: rule ret of the chain that ends at end.
+type stackEntry struct{ ret, end int32 }
 
 // NewWorker returns a Worker for pr.
 func (pr *Program) NewWorker() *Worker {
@@ -312,7 +313,7 @@ func (w *Worker) runChain(fp *familyProgram, entry int32, p *packet.Packet, j ui
 // their ops.
 func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *packet.Packet, j uint64) targetKind {
 	ctr, l3len, sk, hmask := w.curCtr, w.l3len, w.sk, w.hmask
-	end := fp.chains[cur].end
+	end := fp.spans[cur].end
 	for {
 		if i < end {
 			// The row holds the next candidate and its prefilter bit
@@ -326,20 +327,16 @@ func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *pack
 			}
 		}
 		if i >= end {
-			c := &fp.chains[cur]
-			if c.builtin {
-				return w.policy(ctr, c, l3len)
-			}
-			// End of a user chain: an implicit RETURN. With nothing
-			// to return to (a chain entered by -g from the built-in
-			// chain), the hook's policy applies, as ipt_do_table's
+			// The end of the built-in chain (nothing to return to) or
+			// of a user chain: an implicit RETURN. With nothing to
+			// return to (the built-in chain, or a chain entered by -g
+			// from it), the hook's policy applies, as ipt_do_table's
 			// underflow does.
 			if sp == 0 {
 				return w.policy(ctr, &fp.chains[entry], l3len)
 			}
 			sp--
-			i, cur = w.stack[sp].ret, w.stack[sp].chain
-			end = fp.chains[cur].end
+			i, end = w.stack[sp].ret, w.stack[sp].end
 			continue
 		}
 		r := &fp.rules[i]
@@ -441,16 +438,15 @@ func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *pack
 				return w.policy(ctr, &fp.chains[entry], l3len)
 			}
 			sp--
-			i, cur = w.stack[sp].ret, w.stack[sp].chain
-			end = fp.chains[cur].end
+			i, end = w.stack[sp].ret, w.stack[sp].end
 		case tJump:
-			w.stack[sp] = stackEntry{ret: i + 1, chain: cur}
+			w.stack[sp] = stackEntry{ret: i + 1, end: end}
 			sp++
-			cur = r.jump
-			i, end = fp.chains[cur].start, fp.chains[cur].end
+			s := fp.spans[r.jump]
+			i, end = s.start, s.end
 		case tGoto:
-			cur = r.jump
-			i, end = fp.chains[cur].start, fp.chains[cur].end
+			s := fp.spans[r.jump]
+			i, end = s.start, s.end
 		}
 	}
 }

@@ -143,6 +143,8 @@ type chain struct {
 	src        *rules.Chain
 }
 
+type chainSpan struct{ start, end int32 }
+
 // familyProgram is one family's compiled ruleset.
 type familyProgram struct {
 	fam   packet.Family
@@ -175,6 +177,8 @@ type familyProgram struct {
 	tcpBase, udpBase   int32
 	noneCls            int32
 	ruleEnd            []int32 // by rule: its chain's end
+	// spans are the chains' rule ranges, for jumps.
+	spans []chainSpan
 
 	pf prefilter
 }
@@ -261,6 +265,10 @@ func compileFamily(rs *rules.Ruleset, st *State, now int64) (*familyProgram, err
 		}
 	}
 	fp.skipEncode()
+	fp.spans = make([]chainSpan, len(fp.chains))
+	for ci := range fp.chains {
+		fp.spans[ci] = chainSpan{fp.chains[ci].start, fp.chains[ci].end}
+	}
 	return fp, nil
 }
 

@@ -83,7 +83,7 @@ func (pr *Program) ResumeSite(s ResumeSiteSpec) (ResumeSite, error) {
 		if k := fp.rules[i].kind; k != tJump {
 			return rs, fmt.Errorf("resume site: stack rule at line %d is not a -j to a user chain", j.Line)
 		}
-		rs.stack = append(rs.stack, stackEntry{ret: i + 1, chain: ci})
+		rs.stack = append(rs.stack, stackEntry{ret: i + 1, end: fp.chains[ci].end})
 	}
 	if len(rs.stack)+1 > len(fp.chains)+1 {
 		return rs, fmt.Errorf("resume site: stack deeper than the chains")
