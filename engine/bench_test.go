@@ -310,6 +310,26 @@ func benchProcess(b *testing.B, pr *engine.Program, pkts []packet.Packet, t0 int
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/packet")
 }
 
+// benchProcessBatch is benchProcess with ProcessBatch, MaxBatch packets
+// at a time (the daemon's and replay's way).
+func benchProcessBatch(b *testing.B, pr *engine.Program, pkts []packet.Packet, t0 int64) {
+	w := pr.NewWorker()
+	var ptrs [engine.MaxBatch]*packet.Packet
+	var nows [engine.MaxBatch]int64
+	var out [engine.MaxBatch]engine.Verdict
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += engine.MaxBatch {
+		n := min(engine.MaxBatch, b.N-i)
+		for k := 0; k < n; k++ {
+			ptrs[k], nows[k] = &pkts[(i+k)%len(pkts)], t0+int64(i+k)*1000
+		}
+		w.ProcessBatch(ptrs[:n], nows[:n], out[:n], nil)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/packet")
+}
+
 func BenchmarkEngineReference(b *testing.B) {
 	rulesText, err := os.ReadFile("testdata/reference.rules")
 	if err != nil {
@@ -324,6 +344,19 @@ func BenchmarkEngineReference(b *testing.B) {
 	benchProcess(b, pr, pkts, 0)
 }
 
+func BenchmarkEngineReferenceBatch(b *testing.B) {
+	rulesText, err := os.ReadFile("testdata/reference.rules")
+	if err != nil {
+		b.Fatal(err)
+	}
+	setsText, err := os.ReadFile("testdata/reference.ipset")
+	if err != nil {
+		b.Fatal(err)
+	}
+	pr := compileFiles(b, "testdata/reference.rules", rulesText, "testdata/reference.ipset", setsText, 0)
+	benchProcessBatch(b, pr, decodeAll(packet.LinkEthernet, referenceMix()), 0)
+}
+
 var (
 	millionOnce sync.Once
 	million     []packet.Packet
@@ -336,6 +369,15 @@ func BenchmarkEngineExample1M(b *testing.B) {
 	})
 	pr := compileFiles(b, examples.Rules4Name, examples.Rules4, examples.SetsName, examples.Sets, c.ts[0])
 	benchProcess(b, pr, million, c.ts[0])
+}
+
+func BenchmarkEngineExample1MBatch(b *testing.B) {
+	c := exampleCapture(b)
+	millionOnce.Do(func() {
+		million = decodeAll(c.link, randomSources(c.link, c.frames, 1<<20))
+	})
+	pr := compileFiles(b, examples.Rules4Name, examples.Rules4, examples.SetsName, examples.Sets, c.ts[0])
+	benchProcessBatch(b, pr, million, c.ts[0])
 }
 
 func BenchmarkDecodeAndProcess(b *testing.B) {

