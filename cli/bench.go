@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/sluice-project/sluice/engine"
 	"github.com/sluice-project/sluice/examples"
 	"github.com/sluice-project/sluice/packet"
 	"github.com/sluice-project/sluice/pcapio"
@@ -137,9 +138,17 @@ func runBenchEngine(args []string, stdout, stderr io.Writer) error {
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	start := time.Now()
-	// The packet clock runs at 1 Mpps, so rate matches see a flood.
-	for i := 0; i < n; i++ {
-		w.Process(&pkts[i%len(pkts)], t0+int64(i)*1000)
+	// The packet clock runs at 1 Mpps, so rate matches see a flood. The
+	// packets go in batches, as the daemon and replay give them.
+	var ptrs [engine.MaxBatch]*packet.Packet
+	var nows [engine.MaxBatch]int64
+	var out [engine.MaxBatch]engine.Verdict
+	for i := 0; i < n; i += engine.MaxBatch {
+		m := min(engine.MaxBatch, n-i)
+		for k := 0; k < m; k++ {
+			ptrs[k], nows[k] = &pkts[(i+k)%len(pkts)], t0+int64(i+k)*1000
+		}
+		w.ProcessBatch(ptrs[:m], nows[:m], out[:m], nil)
 	}
 	elapsed := time.Since(start)
 	runtime.ReadMemStats(&after)

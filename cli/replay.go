@@ -90,16 +90,41 @@ func replay(l *loaded, srcs []frameSource, wAcc, wDrop string) (*replayResult, e
 	var (
 		pr      *engine.Program
 		w       *engine.Worker
-		p       packet.Packet
 		dec     packet.Decoder
 		res     = &replayResult{}
 		acc     *pcapWriter
 		drop    *pcapWriter
 		elapsed time.Duration
 		setup   time.Duration // compiling the ruleset: not packet work
+		b       replayBatch
 	)
 	defer acc.close()
 	defer drop.close()
+	// flush judges the batch and writes its frames out, in order.
+	flush := func() error {
+		n := len(b.ts)
+		if n == 0 {
+			return nil
+		}
+		for k := 0; k < n; k++ {
+			dec.Link = b.links[k]
+			dec.Decode(b.frame(k), &b.pkts[k])
+			b.ptrs[k] = &b.pkts[k]
+		}
+		w.ProcessBatch(b.ptrs[:n], b.ts, b.out[:n], nil)
+		for k := 0; k < n; k++ {
+			out := drop
+			if v := b.out[k]; v == engine.Accept || v == engine.NotFiltered {
+				out = acc
+			}
+			if err := out.write(b.frame(k), b.ts[k]); err != nil {
+				return err
+			}
+		}
+		res.frames += n
+		b.reset()
+		return nil
+	}
 	start := time.Now()
 	for _, s := range srcs {
 		for {
@@ -125,17 +150,9 @@ func replay(l *loaded, srcs []frameSource, wAcc, wDrop string) (*replayResult, e
 					return nil, err
 				}
 			}
-			dec.Link = lt
-			dec.Decode(frame, &p)
-			v := w.Process(&p, ts)
-			res.frames++
-			switch v {
-			case engine.Accept, engine.NotFiltered:
-				if err := acc.write(frame, ts); err != nil {
-					return nil, err
-				}
-			default:
-				if err := drop.write(frame, ts); err != nil {
+			b.add(frame, lt, ts)
+			if len(b.ts) == engine.MaxBatch {
+				if err := flush(); err != nil {
 					return nil, err
 				}
 			}
@@ -143,6 +160,9 @@ func replay(l *loaded, srcs []frameSource, wAcc, wDrop string) (*replayResult, e
 		if res.damaged != nil {
 			break
 		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
 	}
 	elapsed = time.Since(start) - setup
 	if pr == nil {
@@ -163,6 +183,38 @@ func replay(l *loaded, srcs []frameSource, wAcc, wDrop string) (*replayResult, e
 		return nil, err
 	}
 	return res, nil
+}
+
+// replayBatch holds frames until ProcessBatch judges them: the reader
+// reuses its buffer, so each frame is copied into arena (and decoded only
+// once the arena stops growing, as a packet points into its frame).
+type replayBatch struct {
+	arena []byte
+	ends  []int
+	links []packet.LinkType
+	ts    []int64
+	pkts  [engine.MaxBatch]packet.Packet
+	ptrs  [engine.MaxBatch]*packet.Packet
+	out   [engine.MaxBatch]engine.Verdict
+}
+
+func (b *replayBatch) add(frame []byte, lt packet.LinkType, ts int64) {
+	b.arena = append(b.arena, frame...)
+	b.ends = append(b.ends, len(b.arena))
+	b.links = append(b.links, lt)
+	b.ts = append(b.ts, ts)
+}
+
+func (b *replayBatch) frame(k int) []byte {
+	start := 0
+	if k > 0 {
+		start = b.ends[k-1]
+	}
+	return b.arena[start:b.ends[k]:b.ends[k]]
+}
+
+func (b *replayBatch) reset() {
+	b.arena, b.ends, b.links, b.ts = b.arena[:0], b.ends[:0], b.links[:0], b.ts[:0]
 }
 
 type pcapWriter struct {

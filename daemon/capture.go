@@ -81,12 +81,13 @@ func newCaptureSession(req CaptureRequest, wallOffset int64) (*captureSession, e
 	return c, nil
 }
 
-// offer is called by a worker after judging a frame.
-func (c *captureSession) offer(frame []byte, v engine.Verdict, w *engine.Worker, now int64) {
+// offer is called by a worker after judging a frame: v is its verdict,
+// rule the deciding rule's index in pr (Worker.LastRuleIndex) for fam.
+func (c *captureSession) offer(frame []byte, v engine.Verdict, pr *engine.Program, fam packet.Family, rule int32, now int64) {
 	dropped := v == engine.Drop || v == engine.Hotdrop || v == engine.Malformed
 	want := (dropped && c.req.Dropped) || (!dropped && c.req.Accepted)
 	if c.ruleChain != "" {
-		t, ch, n, ok := w.LastRule()
+		t, ch, n, ok := pr.RuleName(fam, rule)
 		want = ok && ch == c.ruleChain && n == c.ruleN && (c.ruleTable == "" || t == c.ruleTable)
 	}
 	if !want {

@@ -276,7 +276,13 @@ func (q *queue) run(stop *atomic.Bool, batch int) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	descs := make([]afxdp.Desc, batch)
-	var p packet.Packet
+	// The frames of a batch that the program did not start (or that no
+	// program started) are judged together by ProcessBatch.
+	pkts := make([]packet.Packet, batch)
+	ptrs := make([]*packet.Packet, batch)
+	nows := make([]int64, batch)
+	verdicts := make([]engine.Verdict, batch)
+	rules := make([]int32, batch)
 	w := q.w.Load()
 	for !stop.Load() {
 		n := q.sock.Receive(descs)
@@ -302,10 +308,32 @@ func (q *queue) run(stop *atomic.Bool, batch int) {
 			q.w.Store(w)
 		}
 		now := Monotonic()
+		// Frames [from, i) are whole frames for w, decoded, waiting to be
+		// judged; a frame resumed at a site (or with the previous
+		// generation's worker) is judged alone, after them, so every
+		// frame is judged in arrival order.
+		from := 0
+		judge := func(to int) {
+			if to == from {
+				return
+			}
+			w.ProcessBatch(ptrs[from:to], nows[from:to], verdicts[from:to], rules[from:to])
+			for k := from; k < to; k++ {
+				q.finish(w, q.sock.Frame(descs[k]), verdicts[k], pkts[k].Family, rules[k], now)
+			}
+		}
 		for i := range descs[:n] {
 			ww, site := q.site(tg, w, descs[i])
-			q.handle(ww, q.sock.Frame(descs[i]), site, now, &p)
+			if site == nil && ww == w {
+				q.dec.Decode(q.sock.Frame(descs[i]), &pkts[i])
+				ptrs[i], nows[i] = &pkts[i], now
+				continue
+			}
+			judge(i)
+			q.handle(ww, q.sock.Frame(descs[i]), site, now, &pkts[i])
+			from = i + 1
 		}
+		judge(n)
 		q.rx.Add(uint64(n))
 		q.sock.Recycle(descs[:n])
 	}
@@ -371,8 +399,15 @@ func (q *queue) handle(w *engine.Worker, frame []byte, site *engine.ResumeSite, 
 	} else {
 		v = w.Process(p, now)
 	}
+	_, rule := w.LastRuleIndex()
+	q.finish(w, frame, v, p.Family, rule, now)
+}
+
+// finish carries out verdict v on a judged frame (rule decided it, for
+// capture by rule) and counts it.
+func (q *queue) finish(w *engine.Worker, frame []byte, v engine.Verdict, fam packet.Family, rule int32, now int64) {
 	if c := q.d.capture.Load(); c != nil {
-		c.offer(frame, v, w, now)
+		c.offer(frame, v, w.Program(), fam, rule, now)
 	}
 	switch v {
 	case engine.Drop, engine.Hotdrop:

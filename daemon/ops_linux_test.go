@@ -68,8 +68,9 @@ func waitForTest(t *testing.T, what string, cond func() bool) {
 }
 
 // TestReloadAndCapture drives a live daemon through its control socket:
-// `sluice capture --dropped` output that tcpdump reads, a reload that
-// changes the verdict, and a broken reload that changes nothing.
+// `sluice capture --dropped` and `--rule` output that tcpdump reads, a
+// reload that changes the verdict, and a broken reload that changes
+// nothing.
 func TestReloadAndCapture(t *testing.T) {
 	tp := newTopo(t)
 	var text atomic.Value
@@ -108,6 +109,13 @@ func TestReloadAndCapture(t *testing.T) {
 		func() bool { return d.capture.Load() != nil })
 	if n := strings.Count(out, ".9999: UDP"); n != 10 {
 		t.Fatalf("tcpdump read %d frames to port 9999, want 10:\n%s", n, out)
+	}
+	// By rule: the frames the UDP rule decided, not those the policy
+	// accepted (judged in the same batches).
+	out = tp.captureForTest(t, ctlPath, CaptureRequest{Rule: "filter:INPUT:1", Count: 3},
+		append(tp.udpFramesForTest(10, 5353), tp.udpFramesForTest(20, 9999)...), func() bool { return d.capture.Load() != nil })
+	if n := strings.Count(out, ".9999: UDP"); n != 3 || strings.Contains(out, ".5353") {
+		t.Fatalf("--rule filter:INPUT:1: tcpdump read %d frames to port 9999, want 3 and none to 5353:\n%s", n, out)
 	}
 
 	// Reload without the UDP rule: the same traffic is now accepted.
