@@ -41,3 +41,18 @@ func PrefilterRules(pr *Program) (n, cond int) {
 	}
 	return n, cond
 }
+
+// DisablePrefilter turns the prefilter off and keeps the skip tables:
+// the other half of BenchmarkPaired's prefilter comparison.
+func DisablePrefilter(pr *Program) {
+	for _, fp := range pr.fam {
+		if fp == nil {
+			continue
+		}
+		fp.pf.on = false
+		for i := range fp.rules {
+			fp.rules[i].pbit = noPbit
+		}
+		fp.skipEncode()
+	}
+}
