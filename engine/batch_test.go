@@ -1,52 +1,22 @@
 package engine_test
 
 import (
-	"os"
 	"reflect"
 	"testing"
 
 	"github.com/sluice-project/sluice/engine"
-	"github.com/sluice-project/sluice/examples"
 	"github.com/sluice-project/sluice/packet"
 )
 
-// TestBatchEqualsProcess: ProcessBatch is Process. The reference mix,
-// the example capture with fresh random sources, random traffic and the
-// prefilter's ruleset (whose set group times out during the run) go
-// through one program a packet at a time and through another, with its
-// own state, in batches of several sizes; every verdict, every deciding
-// rule and every counter must agree.
+// TestBatchEqualsProcess: ProcessBatch is Process. The traffic cases
+// (trafficCasesForTest) go through one program a packet at a time and
+// through another, with its own state, in batches of several sizes;
+// every verdict, every deciding rule and every counter must agree.
 func TestBatchEqualsProcess(t *testing.T) {
-	rulesText, err := os.ReadFile("testdata/reference.rules")
-	if err != nil {
-		t.Fatal(err)
-	}
-	setsText, err := os.ReadFile("testdata/reference.ipset")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := exampleCapture(t)
-	for _, tc := range []struct {
-		name                string
-		rulesName, setsName string
-		rulesText, setsText []byte
-		pkts                []packet.Packet
-		t0, step            int64
-	}{
-		{"reference", "testdata/reference.rules", "testdata/reference.ipset", rulesText, setsText,
-			decodeAll(packet.LinkEthernet, referenceMix()), 0, 1000},
-		{"example", examples.Rules4Name, examples.SetsName, examples.Rules4, examples.Sets,
-			decodeAll(c.link, append(append([][]byte(nil), c.frames...), randomSources(c.link, c.frames, 20000)...)), c.ts[0], 1000},
-		{"example-random", examples.Rules4Name, examples.SetsName, examples.Rules4, examples.Sets,
-			decodeAll(packet.LinkEthernet, randomTraffic(2, 20000)), c.ts[0], 1000},
-		{"prefilter", "prefilter.rules", "prefilter.ipset", []byte(prefilterRules), []byte(prefilterSets),
-			decodeAll(packet.LinkEthernet, randomTraffic(7, 40000)), 0, 100_000},
-	} {
+	for _, tc := range trafficCasesForTest(t) {
 		for _, size := range []int{1, 7, engine.MaxBatch, 3*engine.MaxBatch + 5} {
 			t.Run(tc.name, func(t *testing.T) {
-				one := compileFiles(t, tc.rulesName, tc.rulesText, tc.setsName, tc.setsText, tc.t0)
-				many := compileFiles(t, tc.rulesName, tc.rulesText, tc.setsName, tc.setsText, tc.t0)
-				checkBatchEqualsProcess(t, one, many, tc.pkts, tc.t0, tc.step, size)
+				checkBatchEqualsProcess(t, tc.compile(t), tc.compile(t), tc.pkts, tc.t0, tc.step, size)
 			})
 		}
 	}

@@ -16,8 +16,44 @@ import (
 	"github.com/sluice-project/sluice/examples"
 	"github.com/sluice-project/sluice/packet"
 	"github.com/sluice-project/sluice/pcapio"
+	"github.com/sluice-project/sluice/report"
 	"github.com/sluice-project/sluice/rules"
 )
+
+// referenceFiles reads the reference ruleset and its sets.
+func referenceFiles(tb testing.TB) (rulesText, setsText []byte) {
+	tb.Helper()
+	rulesText, err := os.ReadFile("testdata/reference.rules")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	setsText, err = os.ReadFile("testdata/reference.ipset")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rulesText, setsText
+}
+
+// referenceProgramForTest compiles the reference ruleset at time 0.
+func referenceProgramForTest(tb testing.TB) *engine.Program {
+	tb.Helper()
+	rulesText, setsText := referenceFiles(tb)
+	return compileFiles(tb, "testdata/reference.rules", rulesText, "testdata/reference.ipset", setsText, 0)
+}
+
+// rulesHitForTest is the number of rules of rep's first table that
+// counted a packet.
+func rulesHitForTest(rep *report.Report) int {
+	hit := 0
+	for _, c := range rep.Tables[0].Chains {
+		for _, r := range c.Rules {
+			if r.Packets > 0 {
+				hit++
+			}
+		}
+	}
+	return hit
+}
 
 // compileFiles compiles an IPv4 ruleset with its sets at load time now.
 func compileFiles(tb testing.TB, rulesName string, rulesText []byte, setsName string, setsText []byte, now int64) *engine.Program {
@@ -331,29 +367,13 @@ func benchProcessBatch(b *testing.B, pr *engine.Program, pkts []packet.Packet, t
 }
 
 func BenchmarkEngineReference(b *testing.B) {
-	rulesText, err := os.ReadFile("testdata/reference.rules")
-	if err != nil {
-		b.Fatal(err)
-	}
-	setsText, err := os.ReadFile("testdata/reference.ipset")
-	if err != nil {
-		b.Fatal(err)
-	}
-	pr := compileFiles(b, "testdata/reference.rules", rulesText, "testdata/reference.ipset", setsText, 0)
+	pr := referenceProgramForTest(b)
 	pkts := decodeAll(packet.LinkEthernet, referenceMix())
 	benchProcess(b, pr, pkts, 0)
 }
 
 func BenchmarkEngineReferenceBatch(b *testing.B) {
-	rulesText, err := os.ReadFile("testdata/reference.rules")
-	if err != nil {
-		b.Fatal(err)
-	}
-	setsText, err := os.ReadFile("testdata/reference.ipset")
-	if err != nil {
-		b.Fatal(err)
-	}
-	pr := compileFiles(b, "testdata/reference.rules", rulesText, "testdata/reference.ipset", setsText, 0)
+	pr := referenceProgramForTest(b)
 	benchProcessBatch(b, pr, decodeAll(packet.LinkEthernet, referenceMix()), 0)
 }
 
@@ -362,22 +382,30 @@ var (
 	million     []packet.Packet
 )
 
-func BenchmarkEngineExample1M(b *testing.B) {
-	c := exampleCapture(b)
+// millionForTest is the example capture's frames with 1M distinct
+// random sources, decoded once per test binary.
+func millionForTest(c capture) []packet.Packet {
 	millionOnce.Do(func() {
 		million = decodeAll(c.link, randomSources(c.link, c.frames, 1<<20))
 	})
-	pr := compileFiles(b, examples.Rules4Name, examples.Rules4, examples.SetsName, examples.Sets, c.ts[0])
-	benchProcess(b, pr, million, c.ts[0])
+	return million
+}
+
+// exampleProgramForTest compiles the example ruleset at the capture's
+// first timestamp.
+func exampleProgramForTest(tb testing.TB, c capture) *engine.Program {
+	tb.Helper()
+	return compileFiles(tb, examples.Rules4Name, examples.Rules4, examples.SetsName, examples.Sets, c.ts[0])
+}
+
+func BenchmarkEngineExample1M(b *testing.B) {
+	c := exampleCapture(b)
+	benchProcess(b, exampleProgramForTest(b, c), millionForTest(c), c.ts[0])
 }
 
 func BenchmarkEngineExample1MBatch(b *testing.B) {
 	c := exampleCapture(b)
-	millionOnce.Do(func() {
-		million = decodeAll(c.link, randomSources(c.link, c.frames, 1<<20))
-	})
-	pr := compileFiles(b, examples.Rules4Name, examples.Rules4, examples.SetsName, examples.Sets, c.ts[0])
-	benchProcessBatch(b, pr, million, c.ts[0])
+	benchProcessBatch(b, exampleProgramForTest(b, c), millionForTest(c), c.ts[0])
 }
 
 func BenchmarkDecodeAndProcess(b *testing.B) {
@@ -399,15 +427,7 @@ func BenchmarkDecodeAndProcess(b *testing.B) {
 // TestReferenceMix checks the reference policy does what its comments say
 // on the benchmark's mix, so the benchmark measures real work.
 func TestReferenceMix(t *testing.T) {
-	rulesText, err := os.ReadFile("testdata/reference.rules")
-	if err != nil {
-		t.Fatal(err)
-	}
-	setsText, err := os.ReadFile("testdata/reference.ipset")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr := compileFiles(t, "testdata/reference.rules", rulesText, "testdata/reference.ipset", setsText, 0)
+	pr := referenceProgramForTest(t)
 	w := pr.NewWorker()
 	pkts := decodeAll(packet.LinkEthernet, referenceMix())
 	var v [5]int
@@ -418,14 +438,7 @@ func TestReferenceMix(t *testing.T) {
 		t.Errorf("verdicts %v", v)
 	}
 	rep := pr.Report(w)
-	hit := 0
-	for _, c := range rep.Tables[0].Chains {
-		for _, r := range c.Rules {
-			if r.Packets > 0 {
-				hit++
-			}
-		}
-	}
+	hit := rulesHitForTest(rep)
 	if hit < 40 {
 		t.Errorf("only %d rules matched anything", hit)
 	}
@@ -499,55 +512,75 @@ func randomTraffic(seed uint64, n int) [][]byte {
 	return frames
 }
 
-// TestSkipTablesExact: the skip tables change nothing. The reference mix,
-// the example capture (with fresh random sources) and random traffic
-// (randomTraffic) run through a
-// program with skip tables and one without give the same verdict for
-// every packet and the same counters for every rule.
+// checkSameAsSlowForTest runs pkts (step ns apart from t0) through fast
+// and through slow (the same ruleset with shortcuts disabled) and fails
+// at the first packet whose verdict or deciding rule differs, or when the
+// counters differ at the end; it returns fast's report.
+func checkSameAsSlowForTest(t *testing.T, fast, slow *engine.Program, pkts []packet.Packet, t0, step int64) *report.Report {
+	t.Helper()
+	wf, ws := fast.NewWorker(), slow.NewWorker()
+	for i := range pkts {
+		now := t0 + int64(i)*step
+		vf, vs := wf.Process(&pkts[i], now), ws.Process(&pkts[i], now)
+		_, rf := wf.LastRuleIndex()
+		_, rs := ws.LastRuleIndex()
+		if vf != vs || rf != rs {
+			t.Fatalf("packet %d: verdict %v rule %d with the shortcuts, %v rule %d without", i, vf, rf, vs, rs)
+		}
+	}
+	a, b := fast.Report(wf), slow.Report(ws)
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("reports differ:\n%+v\n%+v", a, b)
+	}
+	return a
+}
+
+// TestSkipTablesExact: the skip tables and the prefilter change nothing.
+// The traffic cases (trafficCasesForTest) run through a program with them
+// and one without give the same verdict for every packet and the same
+// counters for every rule.
 func TestSkipTablesExact(t *testing.T) {
-	rulesText, err := os.ReadFile("testdata/reference.rules")
-	if err != nil {
-		t.Fatal(err)
-	}
-	setsText, err := os.ReadFile("testdata/reference.ipset")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := exampleCapture(t)
-	for _, tc := range []struct {
-		name                string
-		rulesName, setsName string
-		rulesText, setsText []byte
-		pkts                []packet.Packet
-		t0                  int64
-	}{
-		{"reference", "testdata/reference.rules", "testdata/reference.ipset", rulesText, setsText,
-			decodeAll(packet.LinkEthernet, referenceMix()), 0},
-		{"example", examples.Rules4Name, examples.SetsName, examples.Rules4, examples.Sets,
-			decodeAll(c.link, append(append([][]byte(nil), c.frames...), randomSources(c.link, c.frames, 20000)...)), c.ts[0]},
-		{"reference-random", "testdata/reference.rules", "testdata/reference.ipset", rulesText, setsText,
-			decodeAll(packet.LinkEthernet, randomTraffic(1, 20000)), 0},
-		{"example-random", examples.Rules4Name, examples.SetsName, examples.Rules4, examples.Sets,
-			decodeAll(packet.LinkEthernet, randomTraffic(2, 20000)), c.ts[0]},
-	} {
+	for _, tc := range trafficCasesForTest(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			fast := compileFiles(t, tc.rulesName, tc.rulesText, tc.setsName, tc.setsText, tc.t0)
-			slow := compileFiles(t, tc.rulesName, tc.rulesText, tc.setsName, tc.setsText, tc.t0)
+			fast := tc.compile(t)
+			slow := tc.compile(t)
 			engine.DisableSkip(slow)
-			wf, ws := fast.NewWorker(), slow.NewWorker()
-			for i := range tc.pkts {
-				now := tc.t0 + int64(i)*1000
-				vf, vs := wf.Process(&tc.pkts[i], now), ws.Process(&tc.pkts[i], now)
-				_, rf := wf.LastRuleIndex()
-				_, rs := ws.LastRuleIndex()
-				if vf != vs || rf != rs {
-					t.Fatalf("packet %d: verdict %v rule %d with skip tables, %v rule %d without", i, vf, rf, vs, rs)
-				}
-			}
-			a, b := fast.Report(wf), slow.Report(ws)
-			if !reflect.DeepEqual(a, b) {
-				t.Errorf("reports differ:\n%+v\n%+v", a, b)
-			}
+			checkSameAsSlowForTest(t, fast, slow, tc.pkts, tc.t0, tc.step)
 		})
+	}
+}
+
+// trafficCase is a ruleset, its sets and traffic for it, step ns apart
+// from t0.
+type trafficCase struct {
+	name                string
+	rulesName, setsName string
+	rulesText, setsText []byte
+	pkts                []packet.Packet
+	t0, step            int64
+}
+
+func (tc *trafficCase) compile(t *testing.T) *engine.Program {
+	return compileFiles(t, tc.rulesName, tc.rulesText, tc.setsName, tc.setsText, tc.t0)
+}
+
+// trafficCasesForTest is the traffic the engine's shortcuts are checked
+// on: the reference mix, the example capture with fresh random sources,
+// random traffic through both rulesets, and the prefilter's ruleset,
+// whose set group times out during its 4 s.
+func trafficCasesForTest(t *testing.T) []trafficCase {
+	rulesText, setsText := referenceFiles(t)
+	c := exampleCapture(t)
+	return []trafficCase{
+		{"reference", "testdata/reference.rules", "testdata/reference.ipset", rulesText, setsText,
+			decodeAll(packet.LinkEthernet, referenceMix()), 0, 1000},
+		{"example", examples.Rules4Name, examples.SetsName, examples.Rules4, examples.Sets,
+			decodeAll(c.link, append(append([][]byte(nil), c.frames...), randomSources(c.link, c.frames, 20000)...)), c.ts[0], 1000},
+		{"reference-random", "testdata/reference.rules", "testdata/reference.ipset", rulesText, setsText,
+			decodeAll(packet.LinkEthernet, randomTraffic(1, 20000)), 0, 1000},
+		{"example-random", examples.Rules4Name, examples.SetsName, examples.Rules4, examples.Sets,
+			decodeAll(packet.LinkEthernet, randomTraffic(2, 20000)), c.ts[0], 1000},
+		{"prefilter", "prefilter.rules", "prefilter.ipset", []byte(prefilterRules), []byte(prefilterSets),
+			decodeAll(packet.LinkEthernet, randomTraffic(7, 40000)), 0, 100_000},
 	}
 }

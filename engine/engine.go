@@ -366,15 +366,7 @@ func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *pack
 					res = w.evalOp(o, p, j)
 					break
 				}
-				v := w.setMemo[o.b2&memoMask]
-				if v == 0 {
-					a := w.src4
-					if o.has2 {
-						a = w.dst4
-					}
-					v = o.set.GroupLookup4(a)
-					w.setMemo[o.b2&memoMask] = v
-				}
+				v := w.groupValue(o.set, o.b2, o.has2)
 				res = o.b1 >> (v >> o.b0 & 3) & 1
 			case opTCP:
 				// net/netfilter/xt_tcpudp.c tcp_mt.
@@ -454,6 +446,25 @@ func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *pack
 			i, end = s.start, s.end
 		}
 	}
+}
+
+// groupValue is the packet's memo entry slot for m's set group: its
+// answer for the source (the destination if dst), looked up on first use.
+func (w *Worker) groupValue(m *ipset.Matcher, slot uint8, dst bool) uint32 {
+	if v := w.setMemo[slot&memoMask]; v != 0 {
+		return v
+	}
+	return w.groupLookup(m, slot, dst)
+}
+
+func (w *Worker) groupLookup(m *ipset.Matcher, slot uint8, dst bool) uint32 {
+	a := w.src4
+	if dst {
+		a = w.dst4
+	}
+	v := m.GroupLookup4(a)
+	w.setMemo[slot&memoMask] = v
+	return v
 }
 
 // policy applies a built-in chain's policy and counts it, as the kernel

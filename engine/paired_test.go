@@ -1,13 +1,11 @@
 package engine_test
 
 import (
-	"os"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/sluice-project/sluice/engine"
-	"github.com/sluice-project/sluice/examples"
 	"github.com/sluice-project/sluice/packet"
 )
 
@@ -20,28 +18,11 @@ import (
 //   - prefilter: A without the prefilter (skip tables only), B with it;
 //   - batch: A with Process, B with ProcessBatch.
 func BenchmarkPaired(b *testing.B) {
-	rulesText, err := os.ReadFile("testdata/reference.rules")
-	if err != nil {
-		b.Fatal(err)
-	}
-	setsText, err := os.ReadFile("testdata/reference.ipset")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ref := func() *engine.Program {
-		return compileFiles(b, "testdata/reference.rules", rulesText, "testdata/reference.ipset", setsText, 0)
-	}
 	c := exampleCapture(b)
-	ex := func() *engine.Program {
-		return compileFiles(b, examples.Rules4Name, examples.Rules4, examples.SetsName, examples.Sets, c.ts[0])
-	}
+	ref := func() *engine.Program { return referenceProgramForTest(b) }
+	ex := func() *engine.Program { return exampleProgramForTest(b, c) }
 	refPkts := func() []packet.Packet { return decodeAll(packet.LinkEthernet, referenceMix()) }
-	exPkts := func() []packet.Packet {
-		millionOnce.Do(func() {
-			million = decodeAll(c.link, randomSources(c.link, c.frames, 1<<20))
-		})
-		return million
-	}
+	exPkts := func() []packet.Packet { return millionForTest(c) }
 	for _, tc := range []struct {
 		name    string
 		prog    func() *engine.Program

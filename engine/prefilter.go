@@ -402,15 +402,7 @@ func (w *Worker) prefilter(pf *prefilter, p *packet.Packet) uint64 {
 		x &^= pf.cond
 	}
 	if len(pf.grpEx) > 0 && w.now <= pf.until {
-		v := w.setMemo[pf.slot&memoMask]
-		if v == 0 {
-			a := w.src4
-			if pf.dst {
-				a = w.dst4
-			}
-			v = pf.grp.GroupLookup4(a)
-			w.setMemo[pf.slot&memoMask] = v
-		}
+		v := w.groupValue(pf.grp, pf.slot, pf.dst)
 		if pf.gtab != nil {
 			return x | pf.gtab[v&pf.gmask]
 		}

@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"reflect"
 	"testing"
 
 	"github.com/sluice-project/sluice/engine"
@@ -70,29 +69,9 @@ func TestPrefilterExact(t *testing.T) {
 	if n, cond := engine.PrefilterRules(fast); n != 20 || cond != 5 {
 		t.Errorf("%d rules with a prefilter bit, %d of them conditional; want 20 and 5", n, cond)
 	}
-	pkts := decodeAll(packet.LinkEthernet, randomTraffic(7, 40000))
-	wf, ws := fast.NewWorker(), slow.NewWorker()
-	for i := range pkts {
-		now := int64(i) * 100_000 // 100 µs apart: 4 s in all
-		vf, vs := wf.Process(&pkts[i], now), ws.Process(&pkts[i], now)
-		_, rf := wf.LastRuleIndex()
-		_, rs := ws.LastRuleIndex()
-		if vf != vs || rf != rs {
-			t.Fatalf("packet %d: verdict %v rule %d with the prefilter, %v rule %d without", i, vf, rf, vs, rs)
-		}
-	}
-	a, b := fast.Report(wf), slow.Report(ws)
-	if !reflect.DeepEqual(a, b) {
-		t.Errorf("reports differ:\n%+v\n%+v", a, b)
-	}
-	hit := 0
-	for _, c := range a.Tables[0].Chains {
-		for _, r := range c.Rules {
-			if r.Packets > 0 {
-				hit++
-			}
-		}
-	}
+	// 100 µs apart: 4 s in all.
+	rep := checkSameAsSlowForTest(t, fast, slow, decodeAll(packet.LinkEthernet, randomTraffic(7, 40000)), 0, 100_000)
+	hit := rulesHitForTest(rep)
 	if hit < 15 {
 		t.Errorf("only %d of 24 rules matched anything: the traffic does not exercise the ruleset", hit)
 	}

@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"reflect"
 	"testing"
 
 	"github.com/sluice-project/sluice/engine"
@@ -47,28 +46,7 @@ func TestSkipPortClassesExact(t *testing.T) {
 	fast := compileFiles(t, "ports.rules", []byte(portRules), "none", nil, 0)
 	slow := compileFiles(t, "ports.rules", []byte(portRules), "none", nil, 0)
 	engine.DisableSkip(slow)
-	wf, ws := fast.NewWorker(), slow.NewWorker()
-	for i := range pkts {
-		now := int64(i) * 1000
-		vf, vs := wf.Process(&pkts[i], now), ws.Process(&pkts[i], now)
-		_, rf := wf.LastRuleIndex()
-		_, rs := ws.LastRuleIndex()
-		if vf != vs || rf != rs {
-			t.Fatalf("packet %d: verdict %v rule %d with skip tables, %v rule %d without", i, vf, rf, vs, rs)
-		}
-	}
-	a, b := fast.Report(wf), slow.Report(ws)
-	if !reflect.DeepEqual(a, b) {
-		t.Errorf("reports differ:\n%+v\n%+v", a, b)
-	}
-	hit := 0
-	for _, c := range a.Tables[0].Chains {
-		for _, r := range c.Rules {
-			if r.Packets > 0 {
-				hit++
-			}
-		}
-	}
+	hit := rulesHitForTest(checkSameAsSlowForTest(t, fast, slow, pkts, 0, 1000))
 	if hit < 15 {
 		t.Errorf("only %d rules matched anything", hit)
 	}
