@@ -2,33 +2,48 @@ package engine_test
 
 import (
 	"net/netip"
+	"reflect"
 	"sync"
 	"testing"
 
 	"github.com/sluice-project/sluice/engine"
 	"github.com/sluice-project/sluice/engine/jiffies"
+	"github.com/sluice-project/sluice/examples"
 	"github.com/sluice-project/sluice/internal/difftest"
 	"github.com/sluice-project/sluice/packet"
 )
 
-// fuzzCases are FuzzProcess's rulesets: the kernel differential's
+// fuzzCases are the fuzz targets' rulesets: the kernel differential's
 // generated cases for both families, which between them use every match
-// and target sluice has. Parsed once per process; each input compiles its
-// program afresh, so that no state (recent lists, buckets, reassembly
-// queues) carries from one input to the next and an input always does
-// the same.
+// and target sluice has, its set cases (prefix sets with nomatch entries,
+// tested first: the prefilter's lead group) and the example. Parsed once
+// per process; each input compiles its program afresh, so that no state
+// (recent lists, buckets, reassembly queues) carries from one input to
+// the next and an input always does the same.
 var fuzzCases struct {
 	once sync.Once
 	ps   []*difftest.Parsed
 	err  error
 }
 
-const numFuzzCases = 24
+const (
+	numFuzzCases    = 32
+	numFuzzSetCases = 7
+)
 
 func fuzzProgram(tb testing.TB, which int) *engine.Program {
 	fuzzCases.once.Do(func() {
-		for seed := int64(1); seed <= numFuzzCases; seed++ {
-			ps, err := difftest.Parse(difftest.GenerateCase(seed), jiffies.DefaultHZ, difftest.FrameStart)
+		var cases []difftest.Case
+		for seed := int64(1); seed <= numFuzzCases-numFuzzSetCases-1; seed++ {
+			cases = append(cases, difftest.GenerateCase(seed))
+		}
+		for seed := int64(1); seed <= numFuzzSetCases; seed++ {
+			c, _ := difftest.GenerateSetsCase(seed, 0)
+			cases = append(cases, c)
+		}
+		cases = append(cases, difftest.Case{Rules4: examples.Rules4, Sets: examples.Sets})
+		for _, c := range cases {
+			ps, err := difftest.Parse(c, jiffies.DefaultHZ, difftest.FrameStart)
 			if err != nil {
 				fuzzCases.err = err
 				return
@@ -49,11 +64,9 @@ func fuzzProgram(tb testing.TB, which int) *engine.Program {
 	return pr
 }
 
-// FuzzProcess: any bytes, decoded as any link type, go through rulesets
-// that use every match sluice has without a panic, and each packet is
-// counted exactly once, under one verdict. A malformed packet never
-// panics the engine. (The seeds include the example capture's frames.)
-func FuzzProcess(f *testing.F) {
+// fuzzSeeds adds the fuzz targets' seeds: frames of the example capture
+// and of the differential's generators, spread over the rulesets.
+func fuzzSeeds(f *testing.F) {
 	c := exampleCapture(f)
 	for i := 0; i < len(c.frames); i += len(c.frames) / 48 {
 		f.Add(uint8(i%numFuzzCases), uint8(c.link), uint16(i), c.frames[i])
@@ -63,6 +76,20 @@ func FuzzProcess(f *testing.F) {
 			f.Add(uint8(seed), uint8(packet.LinkEthernet), uint16(i*1000), fr.Data)
 		}
 	}
+	for seed := int64(1); seed <= numFuzzSetCases; seed++ {
+		_, frames := difftest.GenerateSetsCase(seed, 6)
+		for i, fr := range frames {
+			f.Add(uint8(numFuzzCases-numFuzzSetCases-1+int(seed)-1), uint8(packet.LinkEthernet), uint16(i*1000), fr.Data)
+		}
+	}
+}
+
+// FuzzProcess: any bytes, decoded as any link type, go through rulesets
+// that use every match sluice has without a panic, and each packet is
+// counted exactly once, under one verdict. A malformed packet never
+// panics the engine. (The seeds include the example capture's frames.)
+func FuzzProcess(f *testing.F) {
+	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, which, link uint8, dt uint16, frame []byte) {
 		pr := fuzzProgram(t, int(which))
 		w := pr.NewWorker()
@@ -81,6 +108,37 @@ func FuzzProcess(f *testing.F) {
 		rep := pr.Report(w)
 		if rep.Packets != 2 || rep.Packets != rep.Accepted+rep.Dropped+rep.Malformed {
 			t.Fatalf("report %d packets: %d accepted, %d dropped, %d malformed", rep.Packets, rep.Accepted, rep.Dropped, rep.Malformed)
+		}
+	})
+}
+
+// FuzzShortcutsExact: the skip tables and the prefilter are exact on any
+// input. Each frame goes twice through a program and through the same
+// ruleset with both turned off (DisableSkip), and the verdicts, the
+// deciding rules and every counter must agree.
+func FuzzShortcutsExact(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, which, link uint8, dt uint16, frame []byte) {
+		fast, slow := fuzzProgram(t, int(which)), fuzzProgram(t, int(which))
+		engine.DisableSkip(slow)
+		wf, ws := fast.NewWorker(), slow.NewWorker()
+		d := packet.Decoder{Link: packet.LinkType(link % 4), IPv6ExtHdrLimit: int(dt % 3 * 6)}
+		var p packet.Packet
+		now := difftest.FrameStart + int64(dt)*1e6
+		for i := 0; i < 2; i++ {
+			d.Decode(frame, &p)
+			vf := wf.Process(&p, now)
+			d.Decode(frame, &p)
+			vs := ws.Process(&p, now)
+			_, rf := wf.LastRuleIndex()
+			_, rs := ws.LastRuleIndex()
+			if vf != vs || rf != rs {
+				t.Fatalf("pass %d: verdict %v rule %d with the shortcuts, %v rule %d without", i, vf, rf, vs, rs)
+			}
+			now += int64(dt) * 1e7
+		}
+		if a, b := fast.Report(wf), slow.Report(ws); !reflect.DeepEqual(a, b) {
+			t.Fatalf("reports differ:\n%+v\n%+v", a, b)
 		}
 	})
 }
