@@ -20,16 +20,17 @@ import (
 // So each IPv4 rule that has such a test gets a bit (up to 63 rules), and
 // every packet gets a word, computed once per packet from a few tables
 // indexed by its TTL, packet type, length class, address classes (by the
-// rules' -s and -d prefixes and iprange ranges) and the group's answer
-// for its address: bit b is set when the rule of bit b is certain to
+// rules' -s and -d prefixes and iprange ranges), the group's answer for
+// its address, and for hash:ip,port tests whether any element has its
+// port: bit b is set when the rule of bit b is certain to
 // fail. The traversal passes over such a rule as if it had evaluated it.
 //
 // That is exact, not a heuristic: a test takes part only if every match
 // before it in its rule is of a kind that neither changes state nor
 // hotdrops (ttl, pkttype, length, iprange, dscp, tos, mac, grouped set
-// tests, comments; and transport matches, for a packet whose transport
-// header they read whole), and the IPv4 header checks before the matches
-// do neither; a failing test then means the rule would have counted
+// tests, set tests that touch no counters, comments; and transport
+// matches, for a packet whose transport header they read whole), and the
+// IPv4 header checks before the matches do neither; a failing test then means the rule would have counted
 // nothing and done nothing. The group's answer is used only while its sets have
 // no timeout that could have expired (GroupTest4's Until), as the inline
 // set test in runFrom does. TestSkipTablesExact holds the traversal with
@@ -85,6 +86,8 @@ type prefilter struct {
 	// src and dst class the packet's addresses by the bounds of the
 	// rules' contiguous -s/-d prefixes and iprange ranges.
 	srcDim, dstDim addrDim
+	// ports are the port filters of hash:ip,port tests.
+	ports []portDim
 	// cond holds the bits of rules whose tests come after a transport
 	// match (l4Pure): they count only for a packet whose transport header
 	// such a match reads without a hotdrop (l4Whole).
@@ -158,6 +161,15 @@ func prefixRange(addr, mask uint32) (lo, hi uint32, ok bool) {
 	return addr, addr | ^mask, true
 }
 
+// portDim is a hash:ip,port set's port filter (one per set and port
+// direction): the rules in ex fail for a TCP or UDP packet with a whole
+// header whose port no element of the set holds.
+type portDim struct {
+	set *ipset.Set
+	f   ipset.PortFilter4
+	ex  uint64
+}
+
 // groupEx is, for one set of the lead group (its 2-bit code at shift in
 // the group's answer), the rules that fail for each code.
 type groupEx struct {
@@ -192,12 +204,14 @@ func l4Whole(p *packet.Packet) bool {
 	return p.L4Len >= 8
 }
 
-// prefiltered reports whether a match of kind k may come before a
-// prefilter test in its rule: it neither changes state nor hotdrops.
-func prefiltered(k opKind) bool {
-	switch k {
+// prefiltered reports whether match o may come before a prefilter test
+// in its rule: it neither changes state nor hotdrops.
+func prefiltered(o *op) bool {
+	switch o.kind {
 	case opTTL, opPktType, opLength, opIPRange4, opDSCP, opTOS, opMAC, opSetGroup:
 		return true
+	case opSet:
+		return o.set.Pure()
 	}
 	return false
 }
@@ -242,7 +256,7 @@ func (fp *familyProgram) buildPrefilter() {
 		}
 		for k := range r.ops {
 			o := &r.ops[k]
-			if !prefiltered(o.kind) {
+			if !prefiltered(o) {
 				if l4Pure(o) {
 					cond = true
 					continue
@@ -261,6 +275,10 @@ func (fp *familyProgram) buildPrefilter() {
 				}
 			case o.kind == opSetGroup && pf.grp != nil && o.b2&memoMask == pf.slot && o.has2 == pf.dst:
 				ts = append(ts, o)
+			case o.kind == opSet:
+				if f, ok := o.set.PortFilter4(); ok && !f.Invert {
+					ts = append(ts, o)
+				}
 			}
 		}
 		// Address tests past the bounds' cap are left to the rule.
@@ -342,6 +360,8 @@ func (fp *familyProgram) buildPrefilter() {
 						pf.lenEx[c] |= bit
 					}
 				}
+			case opSet:
+				pf.portDim(o.set).ex |= bit
 			case opSetGroup:
 				g := pf.groupEx(o.b0)
 				for code := range 4 {
@@ -374,6 +394,19 @@ func (pf *prefilter) buildGroupTab() {
 	}
 }
 
+// portDim returns the port filter of matcher m's set and port direction,
+// adding it if new.
+func (pf *prefilter) portDim(m *ipset.Matcher) *portDim {
+	f, _ := m.PortFilter4()
+	for i := range pf.ports {
+		if d := &pf.ports[i]; d.set == m.Set() && d.f.SrcPort == f.SrcPort {
+			return d
+		}
+	}
+	pf.ports = append(pf.ports, portDim{set: m.Set(), f: f})
+	return &pf.ports[len(pf.ports)-1]
+}
+
 // groupEx returns the entry for the set at shift, adding it if new.
 func (pf *prefilter) groupEx(shift uint8) *groupEx {
 	for i := range pf.grpEx {
@@ -383,6 +416,27 @@ func (pf *prefilter) groupEx(shift uint8) *groupEx {
 	}
 	pf.grpEx = append(pf.grpEx, groupEx{shift: shift})
 	return &pf.grpEx[len(pf.grpEx)-1]
+}
+
+// portEx is the port filters' part of the word, for a TCP or UDP packet
+// with a whole header.
+func (pf *prefilter) portEx(p *packet.Packet) uint64 {
+	var x uint64
+	for i := range pf.ports {
+		d := &pf.ports[i]
+		port := p.DstPort
+		if d.f.SrcPort {
+			port = p.SrcPort
+		}
+		bm := d.f.TCP
+		if p.Proto == packet.ProtoUDP {
+			bm = d.f.UDP
+		}
+		if bm[port>>6]>>(port&63)&1 == 0 {
+			x |= d.ex
+		}
+	}
+	return x
 }
 
 // prefilter computes p's word. The group's answer goes into the packet's
@@ -400,6 +454,9 @@ func (w *Worker) prefilter(pf *prefilter, p *packet.Packet) uint64 {
 	}
 	if x&pf.cond != 0 && !l4Whole(p) {
 		x &^= pf.cond
+	}
+	if len(pf.ports) > 0 && (p.Proto == packet.ProtoTCP || p.Proto == packet.ProtoUDP) && l4Whole(p) {
+		x |= pf.portEx(p)
 	}
 	if len(pf.grpEx) > 0 && w.now <= pf.until {
 		v := w.groupValue(pf.grp, pf.slot, pf.dst)

@@ -14,7 +14,8 @@ import (
 // fragments must not have those bits), after a tcp option test or a
 // stateful match (no bit), in a user chain, and address tests: -s and -d
 // prefixes (inverted, and one with a non-contiguous mask, which takes no
-// part) and iprange.
+// part) and iprange, and hash:ip,port tests (port filters; an inverted
+// test gives none).
 const prefilterRules = `*raw
 :PREROUTING ACCEPT [0:0]
 :CHK - [0:0]
@@ -38,6 +39,9 @@ const prefilterRules = `*raw
 -A PREROUTING -s 10.0.0.0/255.0.255.0 -j DROP
 -A PREROUTING -m iprange ! --dst-range 198.51.100.0-198.51.100.9 -m pkttype --pkt-type multicast -j DROP
 -A PREROUTING -s 127.0.0.0/8 -j DROP
+-A PREROUTING -m set --match-set ipp src,dst -j DROP
+-A PREROUTING -m set --match-set ipp src,src -m ttl --ttl-gt 10 -j DROP
+-A PREROUTING -m set ! --match-set ipp src,dst -m length --length 0:50 -j DROP
 -A PREROUTING -j CHK
 -A CHK -m set --match-set tmo src -m ttl --ttl-lt 128 -j RETURN
 -A CHK -m set ! --match-set allow src -m length --length 300:700 -j DROP
@@ -57,6 +61,11 @@ add tmo 198.18.0.0/15 timeout 1
 add tmo 0.0.0.0/2 timeout 5
 add tmo 10.0.0.0/8 timeout 1 nomatch
 add tmo 203.0.113.0/24 timeout 0
+create ipp hash:ip,port family inet
+add ipp 198.18.0.1,tcp:80
+add ipp 203.0.113.66,udp:53
+add ipp 127.0.0.1,tcp:22
+add ipp 10.0.0.1,udp:0
 `
 
 // TestPrefilterExact: the prefilter (with the skip tables) changes no
@@ -66,13 +75,13 @@ func TestPrefilterExact(t *testing.T) {
 	fast := compileFiles(t, "prefilter.rules", []byte(prefilterRules), "prefilter.ipset", []byte(prefilterSets), 0)
 	slow := compileFiles(t, "prefilter.rules", []byte(prefilterRules), "prefilter.ipset", []byte(prefilterSets), 0)
 	engine.DisableSkip(slow)
-	if n, cond := engine.PrefilterRules(fast); n != 20 || cond != 5 {
-		t.Errorf("%d rules with a prefilter bit, %d of them conditional; want 20 and 5", n, cond)
+	if n, cond := engine.PrefilterRules(fast); n != 23 || cond != 5 {
+		t.Errorf("%d rules with a prefilter bit, %d of them conditional; want 23 and 5", n, cond)
 	}
 	// 100 µs apart: 4 s in all.
 	rep := checkSameAsSlowForTest(t, fast, slow, decodeAll(packet.LinkEthernet, randomTraffic(7, 40000)), 0, 100_000)
 	hit := rulesHitForTest(rep)
 	if hit < 15 {
-		t.Errorf("only %d of 24 rules matched anything: the traffic does not exercise the ruleset", hit)
+		t.Errorf("only %d of 27 rules matched anything: the traffic does not exercise the ruleset", hit)
 	}
 }

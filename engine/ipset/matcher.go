@@ -109,3 +109,34 @@ func (s *Set) pure(f MatchFlags) bool {
 	}
 	return true
 }
+
+// PortFilter4 is what an IPv4 hash:ip,port test on its direct path
+// (kind4) can be refused by without a lookup: which ports its elements
+// hold for TCP and for UDP. A TCP or UDP packet with a whole transport
+// header whose port (the test's second direction) has no element cannot
+// be in the set, so the test answers Invert. A bitmap is a superset of
+// the ports the set holds at any time: expiring elements only remove.
+type PortFilter4 struct {
+	TCP, UDP *[1024]uint64
+	SrcPort  bool
+	Invert   bool
+}
+
+// PortFilter4 returns the matcher's port filter; ok is false unless the
+// matcher is an IPv4 hash:ip,port test on its direct path.
+func (m *Matcher) PortFilter4() (f PortFilter4, ok bool) {
+	if m.kind4 != fastHashIPPort {
+		return PortFilter4{}, false
+	}
+	f = PortFilter4{TCP: new([1024]uint64), UDP: new([1024]uint64), SrcPort: m.dirs[1] == DirSrc, Invert: m.flags.Invert}
+	for i := range m.s.elems {
+		e := &m.s.elems[i]
+		switch e.proto {
+		case packet.ProtoTCP:
+			f.TCP[e.port>>6] |= 1 << (e.port & 63)
+		case packet.ProtoUDP:
+			f.UDP[e.port>>6] |= 1 << (e.port & 63)
+		}
+	}
+	return f, true
+}
