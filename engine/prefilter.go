@@ -21,8 +21,8 @@ import (
 // every packet gets a word, computed once per packet from a few tables
 // indexed by its TTL, packet type, length class, address classes (by the
 // rules' -s and -d prefixes and iprange ranges), the group's answer for
-// its address, and for hash:ip,port tests whether any element has its
-// port: bit b is set when the rule of bit b is certain to
+// its address, and for hash:ip,port and bitmap:port tests whether an
+// element has its port: bit b is set when the rule of bit b is certain to
 // fail. The traversal passes over such a rule as if it had evaluated it.
 //
 // That is exact, not a heuristic: a test takes part only if every match
@@ -161,13 +161,14 @@ func prefixRange(addr, mask uint32) (lo, hi uint32, ok bool) {
 	return addr, addr | ^mask, true
 }
 
-// portDim is a hash:ip,port set's port filter (one per set and port
-// direction): the rules in ex fail for a TCP or UDP packet with a whole
-// header whose port no element of the set holds.
+// portDim is a hash:ip,port or bitmap:port set's port filter (one per
+// set and port direction), for a TCP or UDP packet with a whole header:
+// the rules in absent fail when no element of the set holds its port, and
+// those in present (inverted tests of an exact filter) when one does.
 type portDim struct {
-	set *ipset.Set
-	f   ipset.PortFilter4
-	ex  uint64
+	set             *ipset.Set
+	f               ipset.PortFilter4
+	absent, present uint64
 }
 
 // groupEx is, for one set of the lead group (its 2-bit code at shift in
@@ -276,7 +277,7 @@ func (fp *familyProgram) buildPrefilter() {
 			case o.kind == opSetGroup && pf.grp != nil && o.b2&memoMask == pf.slot && o.has2 == pf.dst:
 				ts = append(ts, o)
 			case o.kind == opSet:
-				if f, ok := o.set.PortFilter4(); ok && !f.Invert {
+				if f, ok := o.set.PortFilter4(); ok && (!f.Invert || f.Exact) {
 					ts = append(ts, o)
 				}
 			}
@@ -361,7 +362,12 @@ func (fp *familyProgram) buildPrefilter() {
 					}
 				}
 			case opSet:
-				pf.portDim(o.set).ex |= bit
+				d := pf.portDim(o.set)
+				if o.set.Invert() {
+					d.present |= bit
+				} else {
+					d.absent |= bit
+				}
 			case opSetGroup:
 				g := pf.groupEx(o.b0)
 				for code := range 4 {
@@ -433,7 +439,9 @@ func (pf *prefilter) portEx(p *packet.Packet) uint64 {
 			bm = d.f.UDP
 		}
 		if bm[port>>6]>>(port&63)&1 == 0 {
-			x |= d.ex
+			x |= d.absent
+		} else {
+			x |= d.present
 		}
 	}
 	return x

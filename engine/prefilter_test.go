@@ -14,8 +14,9 @@ import (
 // fragments must not have those bits), after a tcp option test or a
 // stateful match (no bit), in a user chain, and address tests: -s and -d
 // prefixes (inverted, and one with a non-contiguous mask, which takes no
-// part) and iprange, and hash:ip,port tests (port filters; an inverted
-// test gives none).
+// part) and iprange, and port filters: hash:ip,port (an inverted test
+// gives none) and bitmap:port, exact without timeouts (inverted too), a
+// superset with an element that expires.
 const prefilterRules = `*raw
 :PREROUTING ACCEPT [0:0]
 :CHK - [0:0]
@@ -42,6 +43,10 @@ const prefilterRules = `*raw
 -A PREROUTING -m set --match-set ipp src,dst -j DROP
 -A PREROUTING -m set --match-set ipp src,src -m ttl --ttl-gt 10 -j DROP
 -A PREROUTING -m set ! --match-set ipp src,dst -m length --length 0:50 -j DROP
+-A PREROUTING -p tcp -m tcp --syn -m set ! --match-set svc dst -j DROP
+-A PREROUTING -m set --match-set svc src -m ttl --ttl-lt 50 -j DROP
+-A PREROUTING -m set ! --match-set svct dst -m length --length 0:80 -j DROP
+-A PREROUTING -m set --match-set svct dst -m pkttype --pkt-type broadcast -j DROP
 -A PREROUTING -j CHK
 -A CHK -m set --match-set tmo src -m ttl --ttl-lt 128 -j RETURN
 -A CHK -m set ! --match-set allow src -m length --length 300:700 -j DROP
@@ -66,6 +71,13 @@ add ipp 198.18.0.1,tcp:80
 add ipp 203.0.113.66,udp:53
 add ipp 127.0.0.1,tcp:22
 add ipp 10.0.0.1,udp:0
+create svc bitmap:port range 0-1024
+add svc 22
+add svc 53
+add svc 80
+create svct bitmap:port range 0-65535 timeout 5
+add svct 443 timeout 1
+add svct 80
 `
 
 // TestPrefilterExact: the prefilter (with the skip tables) changes no
@@ -75,13 +87,13 @@ func TestPrefilterExact(t *testing.T) {
 	fast := compileFiles(t, "prefilter.rules", []byte(prefilterRules), "prefilter.ipset", []byte(prefilterSets), 0)
 	slow := compileFiles(t, "prefilter.rules", []byte(prefilterRules), "prefilter.ipset", []byte(prefilterSets), 0)
 	engine.DisableSkip(slow)
-	if n, cond := engine.PrefilterRules(fast); n != 23 || cond != 5 {
-		t.Errorf("%d rules with a prefilter bit, %d of them conditional; want 23 and 5", n, cond)
+	if n, cond := engine.PrefilterRules(fast); n != 27 || cond != 6 {
+		t.Errorf("%d rules with a prefilter bit, %d of them conditional; want 27 and 6", n, cond)
 	}
 	// 100 µs apart: 4 s in all.
 	rep := checkSameAsSlowForTest(t, fast, slow, decodeAll(packet.LinkEthernet, randomTraffic(7, 40000)), 0, 100_000)
 	hit := rulesHitForTest(rep)
 	if hit < 15 {
-		t.Errorf("only %d of 27 rules matched anything: the traffic does not exercise the ruleset", hit)
+		t.Errorf("only %d of 31 rules matched anything: the traffic does not exercise the ruleset", hit)
 	}
 }

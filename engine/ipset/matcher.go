@@ -71,6 +71,9 @@ func NewMatcher(s *Set, dirs []Dir, flags MatchFlags) *Matcher {
 	return m
 }
 
+// Invert reports whether the test is inverted (! --match-set).
+func (m *Matcher) Invert() bool { return m.flags.Invert }
+
 // Set returns the set the matcher tests.
 func (m *Matcher) Set() *Set { return m.s }
 
@@ -110,33 +113,51 @@ func (s *Set) pure(f MatchFlags) bool {
 	return true
 }
 
-// PortFilter4 is what an IPv4 hash:ip,port test on its direct path
-// (kind4) can be refused by without a lookup: which ports its elements
-// hold for TCP and for UDP. A TCP or UDP packet with a whole transport
-// header whose port (the test's second direction) has no element cannot
-// be in the set, so the test answers Invert. A bitmap is a superset of
-// the ports the set holds at any time: expiring elements only remove.
+// PortFilter4 is what an IPv4 hash:ip,port or bitmap:port test on its
+// direct path (kind4) can be decided by without a lookup: which ports its
+// elements hold, for TCP and for UDP. A TCP or UDP packet with a whole
+// transport header whose port (the test's port direction) has no element
+// cannot be in the set, so the test answers Invert; the bitmaps are a
+// superset of the ports the set holds at any time, as expiring elements
+// only remove. When Exact, a port in the bitmap is in the set too (a
+// bitmap:port without timeouts), and the test answers !Invert.
 type PortFilter4 struct {
 	TCP, UDP *[1024]uint64
 	SrcPort  bool
 	Invert   bool
+	Exact    bool
 }
 
 // PortFilter4 returns the matcher's port filter; ok is false unless the
-// matcher is an IPv4 hash:ip,port test on its direct path.
+// matcher is an IPv4 hash:ip,port or a bitmap:port test on its direct
+// path.
 func (m *Matcher) PortFilter4() (f PortFilter4, ok bool) {
-	if m.kind4 != fastHashIPPort {
-		return PortFilter4{}, false
-	}
-	f = PortFilter4{TCP: new([1024]uint64), UDP: new([1024]uint64), SrcPort: m.dirs[1] == DirSrc, Invert: m.flags.Invert}
-	for i := range m.s.elems {
-		e := &m.s.elems[i]
-		switch e.proto {
-		case packet.ProtoTCP:
-			f.TCP[e.port>>6] |= 1 << (e.port & 63)
-		case packet.ProtoUDP:
-			f.UDP[e.port>>6] |= 1 << (e.port & 63)
+	s := m.s
+	f = PortFilter4{TCP: new([1024]uint64), UDP: new([1024]uint64), Invert: m.flags.Invert}
+	switch m.kind4 {
+	case fastHashIPPort:
+		f.SrcPort = m.dirs[1] == DirSrc
+		for i := range s.elems {
+			e := &s.elems[i]
+			switch e.proto {
+			case packet.ProtoTCP:
+				f.TCP[e.port>>6] |= 1 << (e.port & 63)
+			case packet.ProtoUDP:
+				f.UDP[e.port>>6] |= 1 << (e.port & 63)
+			}
 		}
+	case fastBitmapPort:
+		// ip_set_get_ip_port: the port of TCP and UDP alike.
+		f.SrcPort, f.Exact = m.dirs[0] == DirSrc, !s.withTimeout
+		for i, e := range s.bitmap {
+			if e >= 0 {
+				port := s.firstPort + uint16(i)
+				f.TCP[port>>6] |= 1 << (port & 63)
+			}
+		}
+		*f.UDP = *f.TCP
+	default:
+		return PortFilter4{}, false
 	}
 	return f, true
 }
