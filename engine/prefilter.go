@@ -30,11 +30,12 @@ import (
 // hotdrops (ttl, pkttype, length, iprange, dscp, tos, mac, grouped set
 // tests, set tests that touch no counters, comments; and transport
 // matches, for a packet whose transport header they read whole), and the
-// IPv4 header checks before the matches do neither; a failing test then means the rule would have counted
-// nothing and done nothing. The group's answer is used only while its sets have
-// no timeout that could have expired (GroupTest4's Until), as the inline
-// set test in runFrom does. TestSkipTablesExact holds the traversal with
-// the prefilter and skip tables to one without either.
+// IPv4 header checks before the matches do neither; a failing test then
+// means the rule would have counted nothing and done nothing. The group's
+// answer is used only while its sets have no timeout that could have
+// expired (GroupTest4's Until), as the inline set test in runFrom does.
+// TestSkipTablesExact and FuzzShortcutsExact hold the traversal with the
+// prefilter and skip tables to one without either.
 
 // noPbit is the bit no rule owns (never set in a packet's word).
 const noPbit = 63
@@ -47,16 +48,14 @@ const (
 	skipIndex    = 1<<skipBitShift - 1
 )
 
+// maxRules is the most rules a family's program holds (compileFamily):
+// a skip row entry keeps the index in its low 24 bits.
+const maxRules = skipIndex
+
 // skipEncode puts the rules' prefilter bits into the skip rows (the end
-// of a chain gets noPbit). A program of 2^24 rules or more keeps no bits.
+// of a chain gets noPbit).
 func (fp *familyProgram) skipEncode() {
 	n := len(fp.rules)
-	if n > skipIndex {
-		fp.pf.on = false
-		for i := range fp.rules {
-			fp.rules[i].pbit = noPbit
-		}
-	}
 	for k, v := range fp.skip {
 		i, next := k%n, int32(uint32(v)&skipIndex)
 		bit := uint32(noPbit)
