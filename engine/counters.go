@@ -41,14 +41,14 @@ func (pr *Program) Report(ws ...*Worker) *report.Report {
 		if fp == nil {
 			continue
 		}
-		sum := func(i int32) uint64 {
-			var n uint64
+		sum := func(i int32) (packets, bytes uint64) {
 			for _, w := range ws {
 				if w.pr == pr {
-					n += w.ctr[f][i].Load()
+					packets += w.ctr[f][i][0].Load()
+					bytes += w.ctr[f][i][1].Load()
 				}
 			}
-			return n
+			return packets, bytes
 		}
 		ci := 0
 		for _, t := range fp.rs.Tables {
@@ -58,12 +58,13 @@ func (pr *Program) Report(ws ...*Worker) *report.Report {
 				ci++
 				rc := report.Chain{Name: c.name, Policy: c.policy.String(), Rules: []report.Rule{}}
 				if c.builtin {
-					rc.PolicyPackets, rc.PolicyBytes = sum(c.ctr), sum(c.ctr+1)
+					rc.PolicyPackets, rc.PolicyBytes = sum(c.ctr)
 				}
 				for ri := c.start; ri < c.end; ri++ {
 					r := &fp.rules[ri]
+					packets, bytes := sum(r.ctr)
 					rc.Rules = append(rc.Rules, report.Rule{Line: r.src.Line, Text: r.src.Text,
-						Comment: ruleComment(r.src), Packets: sum(r.ctr), Bytes: sum(r.ctr + 1)})
+						Comment: ruleComment(r.src), Packets: packets, Bytes: bytes})
 				}
 				rt.Chains = append(rt.Chains, rc)
 			}

@@ -110,7 +110,7 @@ func (v Verdict) String() string {
 // alone writes; Snapshot sums them from any goroutine.
 type Worker struct {
 	pr       *Program
-	ctr      [3][]atomic.Uint64
+	ctr      [3][]counter
 	verdicts [numVerdicts]atomic.Uint64
 	bad      [packet.NumMalformed]atomic.Uint64
 	stack    []stackEntry
@@ -143,7 +143,7 @@ type Worker struct {
 	sk     []int32
 	hmask  uint8
 	pfx    uint64 // the packet's prefilter word: rules known to fail
-	curCtr []atomic.Uint64
+	curCtr []counter
 	l3len  uint64
 
 	// lead is the packet's answer of the lead set group when
@@ -156,6 +156,9 @@ type Worker struct {
 	jFrom, jTo int64
 }
 
+// counter is a rule's or a policy's packets and bytes, side by side.
+type counter [2]atomic.Uint64
+
 // stackEntry is a return point: rule ret of the chain that ends at end.
 type stackEntry struct{ ret, end int32 }
 
@@ -167,7 +170,7 @@ func (pr *Program) NewWorker() *Worker {
 		if fp == nil {
 			continue
 		}
-		w.ctr[f] = make([]atomic.Uint64, fp.nctr)
+		w.ctr[f] = make([]counter, fp.nctr)
 		if len(fp.chains)+1 > depth {
 			depth = len(fp.chains) + 1
 		}
@@ -416,8 +419,9 @@ func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *pack
 			}
 			return resHotdropVerdict
 		}
-		ctr[r.ctr].Add(1)
-		ctr[r.ctr+1].Add(l3len)
+		c := &ctr[r.ctr]
+		c[0].Add(1)
+		c[1].Add(l3len)
 		switch r.kind {
 		case tContinue:
 			if r.log && w.logSink != nil {
@@ -469,9 +473,10 @@ func (w *Worker) groupLookup(m *ipset.Matcher, slot uint8, dst bool) uint32 {
 
 // policy applies a built-in chain's policy and counts it, as the kernel
 // counts the chain's underflow entry.
-func (w *Worker) policy(ctr []atomic.Uint64, c *chain, l3len uint64) targetKind {
-	ctr[c.ctr].Add(1)
-	ctr[c.ctr+1].Add(l3len)
+func (w *Worker) policy(ctr []counter, c *chain, l3len uint64) targetKind {
+	n := &ctr[c.ctr]
+	n[0].Add(1)
+	n[1].Add(l3len)
 	if c.policy == rules.PolicyDrop {
 		return tDrop
 	}

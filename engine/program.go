@@ -54,7 +54,7 @@ type rule struct {
 	// noPbit for a rule without one.
 	pbit uint8
 	jump int32 // chain index for tJump / tGoto
-	ctr  int32 // counter slot: packets at ctr, bytes at ctr+1
+	ctr  int32 // its counter (Worker.ctr)
 
 	src4, smask4, dst4, dmask4 uint32
 	ops                        []op // a window on familyProgram.ops
@@ -224,12 +224,12 @@ func compileFamily(rs *rules.Ruleset, st *State, now int64) (*familyProgram, err
 				cr.jump = index[key{c.table, r.Target.Chain}]
 			}
 			cr.ctr = int32(ctr)
-			ctr += 2
+			ctr++
 			fp.rules = append(fp.rules, cr)
 		}
 		c.end = int32(len(fp.rules))
 		c.ctr = int32(ctr)
-		ctr += 2
+		ctr++
 	}
 	fp.nctr = ctr
 	// One array for every rule's ops: a traversal walks them in order.
