@@ -163,6 +163,7 @@ type familyProgram struct {
 	// also settles its protocol and fragment header checks (it is false
 	// only when a test replaced the rows with the identity).
 	skip        []int32
+	rows        [][]int32 // rows[cls] is class cls's row of skip
 	skipTrusted bool
 	nskip       int32
 	protoCls    [256]uint8
@@ -570,6 +571,10 @@ func (fp *familyProgram) buildSkip() {
 	ncls := 2*np + ntcp + nudp + 1
 	fp.nskip = int32(nr)
 	fp.skip = make([]int32, ncls*nr)
+	fp.rows = make([][]int32, ncls)
+	for c := range fp.rows {
+		fp.rows[c] = fp.skip[c*nr : (c+1)*nr : (c+1)*nr]
+	}
 	for cls := 0; cls < ncls; cls++ {
 		var k skipClass
 		switch {
@@ -688,6 +693,5 @@ func (fp *familyProgram) skipFor(p *packet.Packet) ([]int32, bool) {
 			cls++
 		}
 	}
-	n := fp.nskip
-	return fp.skip[cls*n : cls*n+n : cls*n+n], cls != fp.noneCls && fp.skipTrusted
+	return fp.rows[cls], cls != fp.noneCls && fp.skipTrusted
 }
