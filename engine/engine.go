@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"sync/atomic"
 
@@ -140,9 +141,10 @@ type Worker struct {
 	setMemo    ipset.Memo4
 
 	// The traversal state of the packet (begin).
-	sk     []int32
+	// cand is the packet's candidates, a bit per rule: its class's skip
+	// row without the rules its prefilter word rules out.
+	cand   []uint64
 	hmask  uint8
-	pfx    uint64 // the packet's prefilter word: rules known to fail
 	curCtr []counter
 	l3len  uint64
 
@@ -176,6 +178,13 @@ func (pr *Program) NewWorker() *Worker {
 		}
 	}
 	w.stack = make([]stackEntry, depth)
+	nw := 0
+	for _, fp := range pr.fam {
+		if fp != nil {
+			nw = max(nw, fp.nwords)
+		}
+	}
+	w.cand = make([]uint64, nw)
 	return w
 }
 
@@ -278,18 +287,28 @@ func (w *Worker) walk(p *packet.Packet, now int64, site *ResumeSite) Verdict {
 // its skip table row, which header checks that row leaves to do, its
 // counters and its byte count.
 func (w *Worker) begin(fp *familyProgram, p *packet.Packet) {
-	var trusted bool
-	w.sk, trusted = fp.skipFor(p)
+	row, trusted := fp.skipFor(p)
+	cand := w.cand[:len(row)]
+	for k := range row {
+		cand[k] = row[k]
+	}
+	if fp.pf.on {
+		x := w.prefilter(&fp.pf, p)
+		if fp.pf.direct {
+			cand[0] &^= x
+		} else {
+			for ; x != 0; x &= x - 1 {
+				i := fp.pf.pos[bits.TrailingZeros64(x)]
+				cand[i>>6] &^= 1 << (i & 63)
+			}
+		}
+	}
 	w.hmask = hdrAddr | hdrIface | hdrProto
 	if trusted {
 		w.hmask = hdrAddr | hdrIface
 	}
 	w.l3len = uint64(p.Len)
 	w.curCtr = w.ctr[p.Family]
-	w.pfx = 0
-	if fp.pf.on {
-		w.pfx = w.prefilter(&fp.pf, p)
-	}
 }
 
 const resHotdropVerdict = targetKind(255)
@@ -320,18 +339,17 @@ func (w *Worker) runChain(fp *familyProgram, entry int32, p *packet.Packet, j ui
 // the skip table row has not settled already; most rules go straight to
 // their ops.
 func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *packet.Packet, j uint64) targetKind {
-	ctr, l3len, sk, hmask := w.curCtr, w.l3len, w.sk, w.hmask
+	ctr, l3len, cand, hmask := w.curCtr, w.l3len, w.cand, w.hmask
 	end := fp.spans[cur].end
 	for {
 		if i < end {
-			// The row holds the next candidate and its prefilter bit
-			// (skipEncode).
-			v := uint32(sk[i])
-			i = int32(v & skipIndex)
-			if w.pfx>>(v>>skipBitShift&63)&1 != 0 {
-				// The prefilter knows a match fails (prefilter.go).
-				i++
-				continue
+			// The next candidate at or after i (beyond end: none in
+			// this chain).
+			wi := i >> 6
+			if m := cand[wi] >> (uint32(i) & 63); m != 0 {
+				i += int32(bits.TrailingZeros64(m))
+			} else {
+				i = nextCandidate(cand, wi+1, end)
 			}
 		}
 		if i >= end {
@@ -469,6 +487,17 @@ func (w *Worker) groupLookup(m *ipset.Matcher, slot uint8, dst bool) uint32 {
 	v := m.GroupLookup4(a)
 	w.setMemo[slot&memoMask] = v
 	return v
+}
+
+// nextCandidate is the first candidate in words wi on, or end if there
+// is none before end.
+func nextCandidate(cand []uint64, wi, end int32) int32 {
+	for ; wi<<6 < end; wi++ {
+		if m := cand[wi]; m != 0 {
+			return wi<<6 + int32(bits.TrailingZeros64(m))
+		}
+	}
+	return end
 }
 
 // policy applies a built-in chain's policy and counts it, as the kernel

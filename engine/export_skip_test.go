@@ -2,7 +2,7 @@ package engine
 
 import "github.com/sluice-project/sluice/packet"
 
-// DisableSkip makes every skip table row the identity and turns the
+// DisableSkip makes every skip table row all ones and turns the
 // prefilter off, so pr evaluates every rule as if there were neither: the
 // reference the skip tables and the prefilter are checked against.
 func DisableSkip(pr *Program) {
@@ -15,11 +15,10 @@ func DisableSkip(pr *Program) {
 		for i := range fp.rules {
 			fp.rules[i].pbit = noPbit
 		}
-		fp.skipEncode()
-		n := int(fp.nskip)
-		none := fp.skip[int(fp.noneCls)*n : int(fp.noneCls)*n+n]
-		for c := 0; c*n < len(fp.skip); c++ {
-			copy(fp.skip[c*n:c*n+n], none)
+		for _, row := range fp.rows {
+			for i := range fp.rules {
+				row[i>>6] |= 1 << (i & 63)
+			}
 		}
 	}
 }
@@ -50,9 +49,5 @@ func DisablePrefilter(pr *Program) {
 			continue
 		}
 		fp.pf.on = false
-		for i := range fp.rules {
-			fp.rules[i].pbit = noPbit
-		}
-		fp.skipEncode()
 	}
 }

@@ -15,7 +15,8 @@ import (
 // policy's first rule has already looked the packet's address up in (the
 // allow list, blocklist and bogon sets are one group, one lookup:
 // ipset.GroupMatchers). Visiting such a rule costs the traversal loop
-// about a hundred instructions; reading one bit costs four.
+// about a hundred instructions and a mispredicted branch or two; clearing
+// its bit among the candidates costs nothing per rule.
 //
 // So each IPv4 rule that has such a test gets a bit (up to 63 rules), and
 // every packet gets a word, computed once per packet from a few tables
@@ -23,7 +24,9 @@ import (
 // rules' -s and -d prefixes and iprange ranges), the group's answer for
 // its address, and for hash:ip,port and bitmap:port tests whether an
 // element has its port: bit b is set when the rule of bit b is certain to
-// fail. The traversal passes over such a rule as if it had evaluated it.
+// fail. Those rules are cleared from the packet's candidates (program.go's
+// skip rows), and the traversal passes over them as if it had evaluated
+// them.
 //
 // That is exact, not a heuristic: a test takes part only if every match
 // before it in its rule is of a kind that neither changes state nor
@@ -40,36 +43,15 @@ import (
 // noPbit is the bit no rule owns (never set in a packet's word).
 const noPbit = 63
 
-// The skip rows carry each candidate's prefilter bit beside its index,
-// so that the traversal tests the bit without touching the rule:
-// skip[...] = index | bit<<skipBitShift.
-const (
-	skipBitShift = 24
-	skipIndex    = 1<<skipBitShift - 1
-)
-
-// maxRules is the most rules a family's program holds (compileFamily):
-// a skip row entry keeps the index in its low 24 bits.
-const maxRules = skipIndex
-
-// skipEncode puts the rules' prefilter bits into the skip rows (the end
-// of a chain gets noPbit).
-func (fp *familyProgram) skipEncode() {
-	n := len(fp.rules)
-	for k, v := range fp.skip {
-		i, next := k%n, int32(uint32(v)&skipIndex)
-		bit := uint32(noPbit)
-		if next < fp.ruleEnd[i] {
-			bit = uint32(fp.rules[next].pbit)
-		}
-		fp.skip[k] = int32(uint32(next) | bit<<skipBitShift)
-	}
-}
+// maxRules is the most rules a family's program holds (compileFamily).
+const maxRules = 1<<24 - 1
 
 type prefilter struct {
-	on  bool
-	ttl [256]uint64
-	pkt [256]uint64
+	on     bool
+	direct bool    // a rule's bit is its index (at most 63 rules)
+	pos    []int32 // otherwise, the rule index of each bit
+	ttl    [256]uint64
+	pkt    [256]uint64
 	// lens classes uint16(Len) by the bounds of the length tests; lenEx
 	// is by class. nil when no rule's bit comes from a length test.
 	lens  *portClasses
@@ -235,6 +217,10 @@ func (fp *familyProgram) buildPrefilter() {
 		}
 		break
 	}
+	// With fewer rules than bits, a rule's bit is its position, and the
+	// word clears candidates directly; otherwise the first 63 rules with
+	// tests get bits, and pos maps them to positions.
+	pf.direct = len(fp.rules) <= noPbit
 	// The tests each rule contributes: the leading run of prefiltered
 	// matches.
 	lenStarts := map[uint32]bool{}
@@ -300,9 +286,15 @@ func (fp *familyProgram) buildPrefilter() {
 			continue
 		}
 		addrs[i] = as
-		r.pbit = uint8(nbits)
+		b := nbits
+		if pf.direct {
+			b = i // the rule's own position in the candidate word
+		} else {
+			pf.pos = append(pf.pos, int32(i))
+		}
+		r.pbit = uint8(b)
 		if cond {
-			pf.cond |= 1 << nbits
+			pf.cond |= 1 << b
 		}
 		nbits++
 		tests[i] = ts

@@ -1,6 +1,8 @@
 package engine_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/sluice-project/sluice/engine"
@@ -82,18 +84,35 @@ add svct 80
 
 // TestPrefilterExact: the prefilter (with the skip tables) changes no
 // verdict and no counter on random traffic, over 4 s of packet time in
-// which the set group's timeouts expire.
+// which the set group's timeouts expire. With 31 rules, a rule's bit is
+// its position; with 40 more in front (bits for the first 63 rules with
+// tests, none for the last 8), the bits map to positions.
 func TestPrefilterExact(t *testing.T) {
-	fast := compileFiles(t, "prefilter.rules", []byte(prefilterRules), "prefilter.ipset", []byte(prefilterSets), 0)
-	slow := compileFiles(t, "prefilter.rules", []byte(prefilterRules), "prefilter.ipset", []byte(prefilterSets), 0)
-	engine.DisableSkip(slow)
-	if n, cond := engine.PrefilterRules(fast); n != 27 || cond != 6 {
-		t.Errorf("%d rules with a prefilter bit, %d of them conditional; want 27 and 6", n, cond)
+	var pad strings.Builder
+	for n := 1; n <= 40; n++ {
+		fmt.Fprintf(&pad, "-A PREROUTING -p udp -m udp --dport 6000 -m ttl --ttl-eq %d -j DROP\n", n)
 	}
-	// 100 µs apart: 4 s in all.
-	rep := checkSameAsSlowForTest(t, fast, slow, decodeAll(packet.LinkEthernet, randomTraffic(7, 40000)), 0, 100_000)
-	hit := rulesHitForTest(rep)
-	if hit < 15 {
-		t.Errorf("only %d of 31 rules matched anything: the traffic does not exercise the ruleset", hit)
+	many := strings.Replace(prefilterRules, ":CHK - [0:0]\n", ":CHK - [0:0]\n"+pad.String(), 1)
+	for _, tc := range []struct {
+		name       string
+		rules      string
+		bits, cond int
+	}{
+		{"direct", prefilterRules, 27, 6},
+		{"mapped", many, 63, 40 + 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fast := compileFiles(t, "prefilter.rules", []byte(tc.rules), "prefilter.ipset", []byte(prefilterSets), 0)
+			slow := compileFiles(t, "prefilter.rules", []byte(tc.rules), "prefilter.ipset", []byte(prefilterSets), 0)
+			engine.DisableSkip(slow)
+			if n, cond := engine.PrefilterRules(fast); n != tc.bits || cond != tc.cond {
+				t.Errorf("%d rules with a prefilter bit, %d of them conditional; want %d and %d", n, cond, tc.bits, tc.cond)
+			}
+			// 100 µs apart: 4 s in all.
+			rep := checkSameAsSlowForTest(t, fast, slow, decodeAll(packet.LinkEthernet, randomTraffic(7, 40000)), 0, 100_000)
+			if hit := rulesHitForTest(rep); hit < 15 {
+				t.Errorf("only %d rules matched anything: the traffic does not exercise the ruleset", hit)
+			}
+		})
 	}
 }

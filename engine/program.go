@@ -159,13 +159,15 @@ type familyProgram struct {
 	ops    []op // every rule's matches, in rule order
 	nctr   int
 
-	// skip tables (buildSkip). skipTrusted says a packet's class row
-	// also settles its protocol and fragment header checks (it is false
-	// only when a test replaced the rows with the identity).
-	skip        []int32
-	rows        [][]int32 // rows[cls] is class cls's row of skip
+	// skip tables (buildSkip): bit i of rows[cls] is set when rule i can
+	// match a packet of class cls (nwords words per row, in cand).
+	// skipTrusted says a packet's class row also settles its protocol
+	// and fragment header checks (it is false only when a test replaced
+	// the rows with all ones).
+	cand        []uint64
+	rows        [][]uint64
+	nwords      int
 	skipTrusted bool
-	nskip       int32
 	protoCls    [256]uint8
 	// TCP classes (ntcp): flags (nflag of them, the low bits of the
 	// flags byte) × source × destination port class; UDP classes (nudp):
@@ -177,7 +179,6 @@ type familyProgram struct {
 	udpSport, udpDport *portClasses
 	tcpBase, udpBase   int32
 	noneCls            int32
-	ruleEnd            []int32 // by rule: its chain's end
 	// spans are the chains' rule ranges, for jumps.
 	spans []chainSpan
 
@@ -266,13 +267,6 @@ func compileFamily(rs *rules.Ruleset, st *State, now int64) (*familyProgram, err
 		}
 	}
 	fp.buildPrefilter()
-	fp.ruleEnd = make([]int32, len(fp.rules))
-	for ci := range fp.chains {
-		for i := fp.chains[ci].start; i < fp.chains[ci].end; i++ {
-			fp.ruleEnd[i] = fp.chains[ci].end
-		}
-	}
-	fp.skipEncode()
 	fp.spans = make([]chainSpan, len(fp.chains))
 	for ci := range fp.chains {
 		fp.spans[ci] = chainSpan{fp.chains[ci].start, fp.chains[ci].end}
@@ -379,9 +373,10 @@ func protoGiven(r *rules.Rule) bool {
 // returns "no match" without side effects or hotdrops whatever else it
 // checks: the header is compared before any match, and a first match
 // cannot be preceded by a stateful one. Such rules are skipped outright.
-// A packet gets a class once per chain traversal; skip[class*len(rules)+i]
-// is the first rule at or after i in i's chain that its class does not
-// exclude, or the chain's end.
+// A packet gets a class once per traversal, and its class's row, a bit
+// per rule, says which rules it can match; with the prefilter's bits
+// cleared (prefilter.go), the traversal finds the next rule to evaluate
+// with a count of trailing zeros, without a branch per rule passed over.
 //
 // The classes are: protocol × fragment; for an unfragmented TCP packet
 // with a full header, TCP flags × source port class × destination port
@@ -391,8 +386,8 @@ func protoGiven(r *rules.Rule) bool {
 // matches name, so every port of a class passes or fails each of those
 // ranges alike.
 
-// maxSkipEntries bounds the tables' size; past it the port classes, then
-// the tcp flag classes, are left out.
+// maxSkipEntries bounds the tables' size (classes × rules, in bits);
+// past it the port classes, then the tcp flag classes, are left out.
 const maxSkipEntries = 1 << 22
 
 // skipClass is what a skip table class knows of its packets.
@@ -569,11 +564,12 @@ func (fp *familyProgram) buildSkip() {
 	fp.udpBase = int32(2*np + ntcp)
 	fp.noneCls = int32(2*np + ntcp + nudp)
 	ncls := 2*np + ntcp + nudp + 1
-	fp.nskip = int32(nr)
-	fp.skip = make([]int32, ncls*nr)
-	fp.rows = make([][]int32, ncls)
+	nw := (nr + 63) / 64
+	fp.nwords = nw
+	fp.cand = make([]uint64, ncls*nw)
+	fp.rows = make([][]uint64, ncls)
 	for c := range fp.rows {
-		fp.rows[c] = fp.skip[c*nr : (c+1)*nr : (c+1)*nr]
+		fp.rows[c] = fp.cand[c*nw : (c+1)*nw : (c+1)*nw]
 	}
 	for cls := 0; cls < ncls; cls++ {
 		var k skipClass
@@ -600,15 +596,10 @@ func (fp *familyProgram) buildSkip() {
 		default:
 			k.none = true
 		}
-		sk := fp.skip[cls*nr : (cls+1)*nr]
-		for ci := range fp.chains {
-			c := &fp.chains[ci]
-			next := c.end
-			for i := c.end - 1; i >= c.start; i-- {
-				if k.none || canMatch(&fp.rules[i], fp.fam, &k) {
-					next = i
-				}
-				sk[i] = next
+		row := fp.rows[cls]
+		for i := range fp.rules {
+			if k.none || canMatch(&fp.rules[i], fp.fam, &k) {
+				row[i>>6] |= 1 << (i & 63)
 			}
 		}
 	}
@@ -675,7 +666,7 @@ func canMatch(r *rule, fam packet.Family, k *skipClass) bool {
 // settles the rules' protocol and fragment checks for p: every rule the
 // row does not skip passes them (canMatch), except for the catch-all class
 // of IPv6 packets whose header chain could not be walked.
-func (fp *familyProgram) skipFor(p *packet.Packet) ([]int32, bool) {
+func (fp *familyProgram) skipFor(p *packet.Packet) ([]uint64, bool) {
 	cls := fp.noneCls
 	switch {
 	case p.Family == packet.FamilyIPv6 && !p.ProtoFound:
