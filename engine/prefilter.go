@@ -102,25 +102,35 @@ type addrTest struct {
 }
 
 func (d *addrDim) lookup(a uint32) uint64 {
-	lo, hi := 0, len(d.starts)
-	for hi-lo > 1 {
-		mid := int(uint(lo+hi) >> 1)
-		if d.starts[mid] <= a {
-			lo = mid
-		} else {
-			hi = mid
-		}
+	// starts has a power-of-two length: a fixed number of halvings, each
+	// without a branch on the address (a data-dependent branch per step
+	// mispredicts half the time under random sources).
+	i := 0
+	for half := len(d.starts) >> 1; half > 0; half >>= 1 {
+		i += half & -b2i(d.starts[i+half] <= a)
 	}
-	return d.ex[lo]
+	return d.ex[i]
 }
 
-// build makes the intervals from bounds (interval starts).
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// build makes the intervals from bounds (interval starts), padded to a
+// power of two with copies of the last start (lookup then lands on the
+// last copy, whose ex exclude fills alike).
 func (d *addrDim) build(bounds map[uint32]bool) {
 	bounds[0] = true
 	for b := range bounds {
 		d.starts = append(d.starts, b)
 	}
 	slices.Sort(d.starts)
+	for len(d.starts)&(len(d.starts)-1) != 0 {
+		d.starts = append(d.starts, d.starts[len(d.starts)-1])
+	}
 	d.ex = make([]uint64, len(d.starts))
 }
 
