@@ -284,8 +284,9 @@ func (w *Worker) walk(p *packet.Packet, now int64, site *ResumeSite) Verdict {
 }
 
 // begin sets the per-packet state every hook's traversal of p shares:
-// its skip table row, which header checks that row leaves to do, its
-// counters and its byte count.
+// its candidate rules (its class's skip row without the rules its
+// prefilter word rules out), which header checks that row leaves to do,
+// its counters and its byte count.
 func (w *Worker) begin(fp *familyProgram, p *packet.Packet) {
 	row, trusted := fp.skipFor(p)
 	cand := w.cand[:len(row)]
