@@ -43,9 +43,6 @@ import (
 // noPbit is the bit no rule owns (never set in a packet's word).
 const noPbit = 63
 
-// maxRules is the most rules a family's program holds (compileFamily).
-const maxRules = 1<<24 - 1
-
 type prefilter struct {
 	on     bool
 	direct bool    // a rule's bit is its index (at most 63 rules)

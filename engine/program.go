@@ -200,13 +200,6 @@ func compileFamily(rs *rules.Ruleset, st *State, now int64) (*familyProgram, err
 			fp.chains = append(fp.chains, chain{builtin: c.Builtin, policy: c.Policy, table: t.Name, name: c.Name, src: c})
 		}
 	}
-	nrules := 0
-	for ci := range fp.chains {
-		nrules += len(fp.chains[ci].src.Rules)
-	}
-	if nrules > maxRules {
-		return nil, fmt.Errorf("%d %s rules: sluice holds at most %d per family", nrules, rs.Family, maxRules)
-	}
 	ctr := 0
 	seen := map[string]int{}
 	for ci := range fp.chains {
