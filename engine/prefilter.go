@@ -104,16 +104,9 @@ func (d *addrDim) lookup(a uint32) uint64 {
 	// mispredicts half the time under random sources).
 	i := 0
 	for half := len(d.starts) >> 1; half > 0; half >>= 1 {
-		i += half & -b2i(d.starts[i+half] <= a)
+		i += half & -int(boolByte(d.starts[i+half] <= a))
 	}
 	return d.ex[i]
-}
-
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // build makes the intervals from bounds (interval starts), padded to a
@@ -458,20 +451,25 @@ func (w *Worker) prefilter(pf *prefilter, p *packet.Packet) uint64 {
 	if pf.lens != nil {
 		x |= pf.lenEx[pf.lens.class(uint16(p.Len))]
 	}
-	if x&pf.cond != 0 && !l4Whole(p) {
-		x &^= pf.cond
-	}
-	if len(pf.ports) > 0 && (p.Proto == packet.ProtoTCP || p.Proto == packet.ProtoUDP) && l4Whole(p) {
-		x |= pf.portEx(p)
-	}
 	if len(pf.grpEx) > 0 && w.now <= pf.until {
 		v := w.groupValue(pf.grp, pf.slot, pf.dst)
 		if pf.gtab != nil {
-			return x | pf.gtab[v&pf.gmask]
+			x |= pf.gtab[v&pf.gmask]
+		} else {
+			for i := range pf.grpEx {
+				g := &pf.grpEx[i]
+				x |= g.ex[v>>g.shift&3]
+			}
 		}
-		for i := range pf.grpEx {
-			g := &pf.grpEx[i]
-			x |= g.ex[v>>g.shift&3]
+	}
+	if x&pf.cond != 0 || len(pf.ports) > 0 {
+		if !l4Whole(p) {
+			// Last, over every test's bits: a rule whose tests follow a
+			// transport match may hotdrop on this header.
+			return x &^ pf.cond
+		}
+		if len(pf.ports) > 0 && (p.Proto == packet.ProtoTCP || p.Proto == packet.ProtoUDP) {
+			x |= pf.portEx(p)
 		}
 	}
 	return x

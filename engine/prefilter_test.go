@@ -23,6 +23,7 @@ const prefilterRules = `*raw
 :PREROUTING ACCEPT [0:0]
 :CHK - [0:0]
 -A PREROUTING -m set --match-set allow src -j ACCEPT
+-A PREROUTING -p tcp -m tcp ! --dport 22 -m set ! --match-set deny src -j DROP
 -A PREROUTING -m set ! --match-set deny src -m ttl --ttl-gt 3 -j CHK
 -A PREROUTING -m set --match-set deny src --return-nomatch -j DROP
 -A PREROUTING -m ttl --ttl-eq 64 -m pkttype --pkt-type broadcast -j DROP
@@ -98,7 +99,7 @@ func TestPrefilterExact(t *testing.T) {
 		rules      string
 		bits, cond int
 	}{
-		{"direct", prefilterRules, 27, 6},
+		{"direct", prefilterRules, 28, 7},
 		{"mapped", many, 63, 40 + 6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
