@@ -262,7 +262,7 @@ func (fp *familyProgram) buildPrefilter() {
 			case o.kind == opSetGroup && pf.grp != nil && o.b2&memoMask == pf.slot && o.has2 == pf.dst:
 				ts = append(ts, o)
 			case o.kind == opSet:
-				if f, ok := o.set.PortFilter4(); ok && (!f.Invert || f.Exact) {
+				if _, exact, ok := o.set.PortTest4(); ok && (!o.set.Invert() || exact) {
 					ts = append(ts, o)
 				}
 			}
@@ -394,12 +394,13 @@ func (pf *prefilter) buildGroupTab() {
 // portDim returns the port filter of matcher m's set and port direction,
 // adding it if new.
 func (pf *prefilter) portDim(m *ipset.Matcher) *portDim {
-	f, _ := m.PortFilter4()
+	srcPort, _, _ := m.PortTest4()
 	for i := range pf.ports {
-		if d := &pf.ports[i]; d.set == m.Set() && d.f.SrcPort == f.SrcPort {
+		if d := &pf.ports[i]; d.set == m.Set() && d.f.SrcPort == srcPort {
 			return d
 		}
 	}
+	f, _ := m.PortFilter4()
 	pf.ports = append(pf.ports, portDim{set: m.Set(), f: f})
 	return &pf.ports[len(pf.ports)-1]
 }

@@ -128,15 +128,29 @@ type PortFilter4 struct {
 	Exact    bool
 }
 
+// PortTest4 says whether the matcher has a port filter (PortFilter4), and
+// its port direction and exactness, without building it.
+func (m *Matcher) PortTest4() (srcPort, exact, ok bool) {
+	switch m.kind4 {
+	case fastHashIPPort:
+		return m.dirs[1] == DirSrc, false, true
+	case fastBitmapPort:
+		return m.dirs[0] == DirSrc, !m.s.withTimeout, true
+	}
+	return false, false, false
+}
+
 // PortFilter4 returns the matcher's port filter; ok is false unless the
 // matcher is an IPv4 hash:ip,port or a bitmap:port test on its direct
 // path.
 func (m *Matcher) PortFilter4() (f PortFilter4, ok bool) {
+	srcPort, exact, ok := m.PortTest4()
+	if !ok {
+		return PortFilter4{}, false
+	}
 	s := m.s
-	f = PortFilter4{TCP: new([1024]uint64), UDP: new([1024]uint64), Invert: m.flags.Invert}
-	switch m.kind4 {
-	case fastHashIPPort:
-		f.SrcPort = m.dirs[1] == DirSrc
+	f = PortFilter4{TCP: new([1024]uint64), UDP: new([1024]uint64), SrcPort: srcPort, Invert: m.flags.Invert, Exact: exact}
+	if m.kind4 == fastHashIPPort {
 		for i := range s.elems {
 			e := &s.elems[i]
 			switch e.proto {
@@ -146,18 +160,16 @@ func (m *Matcher) PortFilter4() (f PortFilter4, ok bool) {
 				f.UDP[e.port>>6] |= 1 << (e.port & 63)
 			}
 		}
-	case fastBitmapPort:
-		// ip_set_get_ip_port: the port of TCP and UDP alike.
-		f.SrcPort, f.Exact = m.dirs[0] == DirSrc, !s.withTimeout
-		for i, e := range s.bitmap {
-			if e >= 0 {
-				port := s.firstPort + uint16(i)
-				f.TCP[port>>6] |= 1 << (port & 63)
-			}
-		}
-		*f.UDP = *f.TCP
-	default:
-		return PortFilter4{}, false
+		return f, true
 	}
+	// bitmap:port, as ip_set_get_ip_port reads it: the port of TCP and
+	// UDP alike.
+	for i, e := range s.bitmap {
+		if e >= 0 {
+			port := s.firstPort + uint16(i)
+			f.TCP[port>>6] |= 1 << (port & 63)
+		}
+	}
+	*f.UDP = *f.TCP
 	return f, true
 }
