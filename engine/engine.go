@@ -145,6 +145,7 @@ type Worker struct {
 	// row without the rules its prefilter word rules out.
 	cand   []uint64
 	hmask  uint8
+	dec    uint8 // the class decisions of its skip class (rule.dec)
 	curCtr []counter
 	l3len  uint64
 
@@ -288,7 +289,8 @@ func (w *Worker) walk(p *packet.Packet, now int64, site *ResumeSite) Verdict {
 // prefilter word rules out), which header checks that row leaves to do,
 // its counters and its byte count.
 func (w *Worker) begin(fp *familyProgram, p *packet.Packet) {
-	row, trusted := fp.skipFor(p)
+	row, trusted, dec := fp.skipFor(p)
+	w.dec = dec
 	cand := w.cand[:len(row)]
 	for k := range row {
 		cand[k] = row[k]
@@ -340,7 +342,7 @@ func (w *Worker) runChain(fp *familyProgram, entry int32, p *packet.Packet, j ui
 // the skip table row has not settled already; most rules go straight to
 // their ops.
 func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *packet.Packet, j uint64) targetKind {
-	ctr, l3len, cand, hmask := w.curCtr, w.l3len, w.cand, w.hmask
+	ctr, l3len, cand, hmask, dec := w.curCtr, w.l3len, w.cand, w.hmask, w.dec
 	end := fp.spans[cur].end
 	for {
 		if i < end {
@@ -379,9 +381,15 @@ func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *pack
 		// The common cheap matches run here, without a call that would
 		// make the loop reload its state; the rest go through evalOp.
 		res := uint8(resYes)
+		ops := r.ops
+		if r.dec&dec != 0 {
+			// The packet's class settles the first match, and the row
+			// let the rule through: it passes.
+			ops = ops[1:]
+		}
 	ops:
-		for k := range r.ops {
-			o := &r.ops[k]
+		for k := range ops {
+			o := &ops[k]
 			switch o.kind {
 			case opSetGroup:
 				if w.now > o.until() {

@@ -84,7 +84,14 @@ const maxGroupTab = 1 << 10
 type addrDim struct {
 	starts []uint32
 	ex     []uint64
+	// top is by an address's first byte: the interval its /8 starts in,
+	// with topSplit set when another interval starts inside that /8.
+	// Rules test a handful of prefixes, so nearly every /8 is whole and a
+	// lookup is one load; a split /8 scans its few starts.
+	top [256]uint16
 }
+
+const topSplit = 1 << 15
 
 // maxAddrBounds caps an address dimension's intervals: a lookup is a
 // binary search over them. Rules past the cap keep their address test.
@@ -99,29 +106,36 @@ type addrTest struct {
 }
 
 func (d *addrDim) lookup(a uint32) uint64 {
-	// starts has a power-of-two length: a fixed number of halvings, each
-	// without a branch on the address (a data-dependent branch per step
-	// mispredicts half the time under random sources).
-	i := 0
-	for half := len(d.starts) >> 1; half > 0; half >>= 1 {
-		i += half & -int(boolByte(d.starts[i+half] <= a))
+	t := d.top[a>>24]
+	i := int(t &^ topSplit)
+	if t&topSplit != 0 {
+		for i+1 < len(d.starts) && d.starts[i+1] <= a {
+			i++
+		}
 	}
 	return d.ex[i]
 }
 
-// build makes the intervals from bounds (interval starts), padded to a
-// power of two with copies of the last start (lookup then lands on the
-// last copy, whose ex exclude fills alike).
+// build makes the intervals from bounds (interval starts) and the /8
+// index.
 func (d *addrDim) build(bounds map[uint32]bool) {
 	bounds[0] = true
 	for b := range bounds {
 		d.starts = append(d.starts, b)
 	}
 	slices.Sort(d.starts)
-	for len(d.starts)&(len(d.starts)-1) != 0 {
-		d.starts = append(d.starts, d.starts[len(d.starts)-1])
-	}
 	d.ex = make([]uint64, len(d.starts))
+	i := 0
+	for b := uint32(0); b < 256; b++ {
+		lo := b << 24
+		for i+1 < len(d.starts) && d.starts[i+1] <= lo {
+			i++
+		}
+		d.top[b] = uint16(i)
+		if i+1 < len(d.starts) && d.starts[i+1] <= lo|0xffffff {
+			d.top[b] |= topSplit
+		}
+	}
 }
 
 // exclude sets bit in every interval outside [lo, hi] (inside, if inv).

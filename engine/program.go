@@ -53,6 +53,10 @@ type rule struct {
 	// pbit is the rule's bit in the packet's prefilter word (prefilter.go),
 	// noPbit for a rule without one.
 	pbit uint8
+	// dec says which packet classes settle the rule's first match
+	// (dec* bits, buildSkip): for a packet of such a class, canMatch
+	// passing means that match passes, and runFrom starts at the second.
+	dec  uint8
 	jump int32 // chain index for tJump / tGoto
 	ctr  int32 // its counter (Worker.ctr)
 
@@ -69,6 +73,20 @@ type ruleInfo struct {
 
 	src *rules.Rule
 }
+
+// Class decisions (rule.dec, Worker.dec): what a packet's skip class
+// settles for the port and flag tests of a rule's first match.
+const (
+	// decTCPFlags: an unfragmented TCP packet with a whole header, whose
+	// class holds every flag bit a first --tcp-flags test reads.
+	decTCPFlags uint8 = 1 << iota
+	// decTCP: the same, and its class holds the port ranges of every
+	// first tcp and multiport match.
+	decTCP
+	// decUDP: an unfragmented UDP packet with a whole header, whose class
+	// holds the port ranges of every first udp and multiport match.
+	decUDP
+)
 
 // Header checks a rule may need (rule.hdr).
 const (
@@ -553,6 +571,9 @@ func (fp *familyProgram) buildSkip() {
 		fp.nflag = uint16(nflag)
 	}
 	fp.ntcp, fp.nudp = ntcp > 0, nudp > 0
+	for i := range fp.rules {
+		fp.rules[i].dec = firstDecision(&fp.rules[i], fp.ntcp, fp.ntcp && fp.tcpSport != nil, fp.nudp)
+	}
 	fp.tcpBase = int32(2 * np)
 	fp.udpBase = int32(2*np + ntcp)
 	fp.noneCls = int32(2*np + ntcp + nudp)
@@ -596,6 +617,45 @@ func (fp *familyProgram) buildSkip() {
 			}
 		}
 	}
+}
+
+// firstDecision is r.dec: the classes (dec* bits) that settle r's first
+// match, given which kinds of class the skip tables have (tcp flag
+// classes, tcp port classes, udp port classes). A class settles a match
+// when it splits the packets at every bound the match tests (buildSkip
+// takes the bounds from every rule's first match) and rules out the
+// reasons it could fail otherwise: a fragment, a short header. A
+// --tcp-option test needs the packet's options: never settled.
+func firstDecision(r *rule, tcpFlags, tcpPorts, udpPorts bool) uint8 {
+	if len(r.ops) == 0 {
+		return 0
+	}
+	all := rules.PortRange{Min: 0, Max: 0xffff}
+	var d uint8
+	switch o := &r.ops[0]; o.kind {
+	case opTCP:
+		if o.has3 {
+			return 0
+		}
+		if tcpPorts {
+			d |= decTCP
+		}
+		if tcpFlags && o.r0 == all && o.r1 == all && !o.inv && !o.inv3 {
+			d |= decTCPFlags
+		}
+	case opUDP:
+		if udpPorts {
+			d |= decUDP
+		}
+	case opMultiport:
+		if tcpPorts {
+			d |= decTCP
+		}
+		if udpPorts {
+			d |= decUDP
+		}
+	}
+	return d
 }
 
 // count is the number of classes; 1 for none.
@@ -659,23 +719,30 @@ func canMatch(r *rule, fam packet.Family, k *skipClass) bool {
 // settles the rules' protocol and fragment checks for p: every rule the
 // row does not skip passes them (canMatch), except for the catch-all class
 // of IPv6 packets whose header chain could not be walked.
-func (fp *familyProgram) skipFor(p *packet.Packet) ([]uint64, bool) {
+func (fp *familyProgram) skipFor(p *packet.Packet) ([]uint64, bool, uint8) {
 	cls := fp.noneCls
+	var dec uint8
 	switch {
 	case p.Family == packet.FamilyIPv6 && !p.ProtoFound:
 	case p.Proto == packet.ProtoTCP && fp.ntcp && p.FragOff == 0 && p.L4Len >= 20:
 		cls = int32(p.TCPFlags & uint8(fp.nflag-1))
+		dec = decTCPFlags
 		if fp.tcpSport != nil {
 			cls = (cls*int32(fp.tcpSport.n)+fp.tcpSport.class(p.SrcPort))*int32(fp.tcpDport.n) + fp.tcpDport.class(p.DstPort)
+			dec = decTCPFlags | decTCP
 		}
 		cls += fp.tcpBase
 	case p.Proto == packet.ProtoUDP && fp.nudp && p.FragOff == 0 && p.L4Len >= 8:
 		cls = fp.udpBase + fp.udpSport.class(p.SrcPort)*int32(fp.udpDport.n) + fp.udpDport.class(p.DstPort)
+		dec = decUDP
 	default:
 		cls = 2 * int32(fp.protoCls[p.Proto])
 		if p.FragOff != 0 {
 			cls++
 		}
 	}
-	return fp.rows[cls], cls != fp.noneCls && fp.skipTrusted
+	if !fp.skipTrusted {
+		return fp.rows[cls], false, 0
+	}
+	return fp.rows[cls], cls != fp.noneCls, dec
 }

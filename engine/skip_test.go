@@ -1,6 +1,8 @@
 package engine_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/sluice-project/sluice/engine"
@@ -40,14 +42,30 @@ COMMIT
 
 // TestSkipPortClassesExact: with port classes, every packet of random
 // traffic gets the verdict, deciding rule and counters it gets without
-// skip tables.
+// skip tables. With over 255 port bounds the tables keep flag classes
+// only, and a class settles the first matches that test flags alone.
 func TestSkipPortClassesExact(t *testing.T) {
-	pkts := decodeAll(packet.LinkEthernet, randomTraffic(3, 30000))
-	fast := compileFiles(t, "ports.rules", []byte(portRules), "none", nil, 0)
-	slow := compileFiles(t, "ports.rules", []byte(portRules), "none", nil, 0)
-	engine.DisableSkip(slow)
-	hit := rulesHitForTest(checkSameAsSlowForTest(t, fast, slow, pkts, 0, 1000))
-	if hit < 15 {
-		t.Errorf("only %d rules matched anything", hit)
+	var many strings.Builder
+	for port := 30000; port < 30300; port++ {
+		fmt.Fprintf(&many, "-A U -p udp -m udp --dport %d -j ACCEPT\n-A T -p tcp -m tcp --dport %d -j ACCEPT\n", port, port)
+	}
+	flagsOnly := strings.Replace(portRules, "-A U -j DROP\n", many.String()+"-A U -j DROP\n", 1)
+	for _, tc := range []struct {
+		name, rules string
+		minHit      int
+	}{
+		{"port classes", portRules, 15},
+		{"flag classes only", flagsOnly, 15},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pkts := decodeAll(packet.LinkEthernet, randomTraffic(3, 30000))
+			fast := compileFiles(t, "ports.rules", []byte(tc.rules), "none", nil, 0)
+			slow := compileFiles(t, "ports.rules", []byte(tc.rules), "none", nil, 0)
+			engine.DisableSkip(slow)
+			hit := rulesHitForTest(checkSameAsSlowForTest(t, fast, slow, pkts, 0, 1000))
+			if hit < tc.minHit {
+				t.Errorf("only %d rules matched anything", hit)
+			}
+		})
 	}
 }
