@@ -2,7 +2,8 @@ package hashlimit
 
 import (
 	"encoding/binary"
-	"hash/maphash"
+	"math/bits"
+	"math/rand/v2"
 	"runtime"
 	"sort"
 	"sync"
@@ -82,7 +83,7 @@ type htable struct {
 	k        consts
 	expireJ  uint64
 	gcJ      uint64
-	seed     maphash.Seed
+	seed     [6]uint64 // hashKey's, random per table
 	buckets  []int32
 	bmask    uint32
 	stripes  []stripe
@@ -114,7 +115,7 @@ func newHtable(cfg Config, hz, j uint64) *htable {
 		k:        newConsts(hz),
 		expireJ:  jiffies.MsecsToJiffies(cfg.Expire, hz),
 		gcJ:      jiffies.MsecsToJiffies(cfg.GCInterval, hz),
-		seed:     maphash.MakeSeed(),
+		seed:     [6]uint64{rand.Uint64(), rand.Uint64(), rand.Uint64(), rand.Uint64(), rand.Uint64(), rand.Uint64()},
 		maxCount: int32(cfg.Max),
 		free:     nilIdx,
 		lruHead:  nilIdx,
@@ -241,7 +242,7 @@ func (t *Table) Match(p *packet.Packet, j uint64) (match, hotdrop bool) {
 	if !ht.initDst(&k, p) {
 		return false, true
 	}
-	h := uint32(maphash.Bytes(ht.seed, k[:]))
+	h := hashKey(&ht.seed, &k)
 	b := h & ht.bmask
 	s := &ht.stripes[b&ht.smask]
 	s.mu.Lock()
@@ -551,6 +552,29 @@ func (t *htable) maybeGC(j uint64) {
 	}
 	t.nextGC.Store(runAt + t.gcJ)
 	t.gcMu.Unlock()
+}
+
+// hashKey hashes k with a table's random seed, as the kernel's jhash2
+// with its hash_rnd: a flood cannot aim its keys at one chain without the
+// seed. It reads the key as four 8-byte words and a 4-byte one and folds
+// them with 64×64→128-bit multiplies (wyhash's mum): a few instructions
+// against maphash.Bytes' call and AES rounds, and a hash per packet.
+func hashKey(s *[6]uint64, k *key) uint32 {
+	le := binary.LittleEndian
+	h := mum(le.Uint64(k[0:8])^s[0], le.Uint64(k[8:16])^s[1]) ^
+		mum(le.Uint64(k[16:24])^s[2], le.Uint64(k[24:32])^s[3])
+	h = mum(h^s[4], uint64(le.Uint32(k[32:36]))^s[5])
+	// murmur3's fmix64: every bit of h reaches the low bits that
+	// pick the bucket.
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	return uint32(h)
+}
+
+func mum(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
 }
 
 // keyEqual compares two keys as four 8-byte words and a 4-byte one,
