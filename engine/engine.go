@@ -468,9 +468,15 @@ func (w *Worker) runFrom(fp *familyProgram, entry, cur, i int32, sp int, p *pack
 			sp--
 			i, end = w.stack[sp].ret, w.stack[sp].end
 		case tJump:
+			s := &fp.spans[r.jump]
+			if s.word >= 0 && cand[s.word]&s.mask == 0 {
+				// Nothing in the chain can match: entering it would
+				// only return.
+				i++
+				continue
+			}
 			w.stack[sp] = stackEntry{ret: i + 1, end: end}
 			sp++
-			s := fp.spans[r.jump]
 			i, end = s.start, s.end
 		case tGoto:
 			s := fp.spans[r.jump]

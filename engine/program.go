@@ -161,7 +161,27 @@ type chain struct {
 	src        *rules.Chain
 }
 
-type chainSpan struct{ start, end int32 }
+// chainSpan is a chain's rule range [start, end). When the range lies in
+// one word of a candidate bitmap (word ≥ 0), mask holds its bits there:
+// a packet with none of them set has no rule to evaluate in the chain.
+type chainSpan struct {
+	start, end, word int32
+	mask             uint64
+}
+
+func newChainSpan(start, end int32) chainSpan {
+	s := chainSpan{start: start, end: end, word: -1}
+	switch {
+	case start == end:
+		s.word = 0 // no rules: an empty mask
+	case start>>6 == (end-1)>>6:
+		s.word = start >> 6
+		for i := start; i < end; i++ {
+			s.mask |= 1 << (i & 63)
+		}
+	}
+	return s
+}
 
 // familyProgram is one family's compiled ruleset.
 type familyProgram struct {
@@ -280,7 +300,7 @@ func compileFamily(rs *rules.Ruleset, st *State, now int64) (*familyProgram, err
 	fp.buildPrefilter()
 	fp.spans = make([]chainSpan, len(fp.chains))
 	for ci := range fp.chains {
-		fp.spans[ci] = chainSpan{fp.chains[ci].start, fp.chains[ci].end}
+		fp.spans[ci] = newChainSpan(fp.chains[ci].start, fp.chains[ci].end)
 	}
 	return fp, nil
 }
