@@ -287,21 +287,84 @@ func (w *Worker) walk(p *packet.Packet, now int64, site *ResumeSite) Verdict {
 // begin sets the per-packet state every hook's traversal of p shares:
 // its candidate rules (its class's skip row without the rules its
 // prefilter word rules out), which header checks that row leaves to do,
-// its counters and its byte count.
+// what the class settles of the rules' first matches, its counters and
+// its byte count. It is one function, not three, because it runs for
+// every packet: calls between its parts cost as much as a part.
 func (w *Worker) begin(fp *familyProgram, p *packet.Packet) {
-	row, trusted, dec := fp.skipFor(p)
+	// The skip class (program.go's buildSkip). Its row settles the
+	// rules' protocol and fragment checks (canMatch), except in the
+	// catch-all class of IPv6 packets whose header chain could not be
+	// walked.
+	cls := fp.noneCls
+	var dec uint8
+	switch {
+	case p.Family == packet.FamilyIPv6 && !p.ProtoFound:
+	case p.Proto == packet.ProtoTCP && fp.ntcp && p.FragOff == 0 && p.L4Len >= 20:
+		cls = int32(p.TCPFlags & uint8(fp.nflag-1))
+		dec = decTCPFlags
+		if fp.tcpSport != nil {
+			cls = (cls*int32(fp.tcpSport.n)+fp.tcpSport.class(p.SrcPort))*int32(fp.tcpDport.n) + fp.tcpDport.class(p.DstPort)
+			dec = decTCPFlags | decTCP
+		}
+		cls += fp.tcpBase
+	case p.Proto == packet.ProtoUDP && fp.nudp && p.FragOff == 0 && p.L4Len >= 8:
+		cls = fp.udpBase + fp.udpSport.class(p.SrcPort)*int32(fp.udpDport.n) + fp.udpDport.class(p.DstPort)
+		dec = decUDP
+	default:
+		cls = 2 * int32(fp.protoCls[p.Proto])
+		if p.FragOff != 0 {
+			cls++
+		}
+	}
+	trusted := cls != fp.noneCls && fp.skipTrusted
+	if !fp.skipTrusted {
+		dec = 0
+	}
+	row := fp.rows[cls]
 	w.dec = dec
 	cand := w.cand[:len(row)]
 	for k := range row {
 		cand[k] = row[k]
 	}
-	if fp.pf.on {
-		x := w.prefilter(&fp.pf, p)
-		if fp.pf.direct {
+	if pf := &fp.pf; pf.on {
+		// The prefilter word (prefilter.go): the rules certain to fail.
+		// The lead group's answer goes into the packet's memo, where the
+		// lead test and the group's other tests find it.
+		x := pf.ttl[p.TTL] | pf.pkt[p.PktType]
+		if len(pf.srcDim.starts) > 1 {
+			x |= pf.srcDim.lookup(w.src4)
+		}
+		if len(pf.dstDim.starts) > 1 {
+			x |= pf.dstDim.lookup(w.dst4)
+		}
+		if pf.lens != nil {
+			x |= pf.lenEx[pf.lens.class(uint16(p.Len))]
+		}
+		if len(pf.grpEx) > 0 && w.now <= pf.until {
+			v := w.groupValue(pf.grp, pf.slot, pf.dst)
+			if pf.gtab != nil {
+				x |= pf.gtab[v&pf.gmask]
+			} else {
+				for i := range pf.grpEx {
+					g := &pf.grpEx[i]
+					x |= g.ex[v>>g.shift&3]
+				}
+			}
+		}
+		if x&pf.cond != 0 || len(pf.ports) > 0 {
+			if !l4Whole(p) {
+				// Last, over every test's bits: a rule whose tests
+				// follow a transport match may hotdrop on this header.
+				x &^= pf.cond
+			} else if len(pf.ports) > 0 && (p.Proto == packet.ProtoTCP || p.Proto == packet.ProtoUDP) {
+				x |= pf.portEx(p)
+			}
+		}
+		if pf.direct {
 			cand[0] &^= x
 		} else {
 			for ; x != 0; x &= x - 1 {
-				i := fp.pf.pos[bits.TrailingZeros64(x)]
+				i := pf.pos[bits.TrailingZeros64(x)]
 				cand[i>>6] &^= 1 << (i & 63)
 			}
 		}

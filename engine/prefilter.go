@@ -453,39 +453,3 @@ func (pf *prefilter) portEx(p *packet.Packet) uint64 {
 	return x
 }
 
-// prefilter computes p's word. The group's answer goes into the packet's
-// memo, where the lead test and the group's other tests find it.
-func (w *Worker) prefilter(pf *prefilter, p *packet.Packet) uint64 {
-	x := pf.ttl[p.TTL] | pf.pkt[p.PktType]
-	if len(pf.srcDim.starts) > 1 {
-		x |= pf.srcDim.lookup(w.src4)
-	}
-	if len(pf.dstDim.starts) > 1 {
-		x |= pf.dstDim.lookup(w.dst4)
-	}
-	if pf.lens != nil {
-		x |= pf.lenEx[pf.lens.class(uint16(p.Len))]
-	}
-	if len(pf.grpEx) > 0 && w.now <= pf.until {
-		v := w.groupValue(pf.grp, pf.slot, pf.dst)
-		if pf.gtab != nil {
-			x |= pf.gtab[v&pf.gmask]
-		} else {
-			for i := range pf.grpEx {
-				g := &pf.grpEx[i]
-				x |= g.ex[v>>g.shift&3]
-			}
-		}
-	}
-	if x&pf.cond != 0 || len(pf.ports) > 0 {
-		if !l4Whole(p) {
-			// Last, over every test's bits: a rule whose tests follow a
-			// transport match may hotdrop on this header.
-			return x &^ pf.cond
-		}
-		if len(pf.ports) > 0 && (p.Proto == packet.ProtoTCP || p.Proto == packet.ProtoUDP) {
-			x |= pf.portEx(p)
-		}
-	}
-	return x
-}

@@ -735,34 +735,3 @@ func canMatch(r *rule, fam packet.Family, k *skipClass) bool {
 	return true
 }
 
-// skipFor returns the skip table row of p's class, and whether the row
-// settles the rules' protocol and fragment checks for p: every rule the
-// row does not skip passes them (canMatch), except for the catch-all class
-// of IPv6 packets whose header chain could not be walked.
-func (fp *familyProgram) skipFor(p *packet.Packet) ([]uint64, bool, uint8) {
-	cls := fp.noneCls
-	var dec uint8
-	switch {
-	case p.Family == packet.FamilyIPv6 && !p.ProtoFound:
-	case p.Proto == packet.ProtoTCP && fp.ntcp && p.FragOff == 0 && p.L4Len >= 20:
-		cls = int32(p.TCPFlags & uint8(fp.nflag-1))
-		dec = decTCPFlags
-		if fp.tcpSport != nil {
-			cls = (cls*int32(fp.tcpSport.n)+fp.tcpSport.class(p.SrcPort))*int32(fp.tcpDport.n) + fp.tcpDport.class(p.DstPort)
-			dec = decTCPFlags | decTCP
-		}
-		cls += fp.tcpBase
-	case p.Proto == packet.ProtoUDP && fp.nudp && p.FragOff == 0 && p.L4Len >= 8:
-		cls = fp.udpBase + fp.udpSport.class(p.SrcPort)*int32(fp.udpDport.n) + fp.udpDport.class(p.DstPort)
-		dec = decUDP
-	default:
-		cls = 2 * int32(fp.protoCls[p.Proto])
-		if p.FragOff != 0 {
-			cls++
-		}
-	}
-	if !fp.skipTrusted {
-		return fp.rows[cls], false, 0
-	}
-	return fp.rows[cls], cls != fp.noneCls, dec
-}
