@@ -452,4 +452,3 @@ func (pf *prefilter) portEx(p *packet.Packet) uint64 {
 	}
 	return x
 }
-

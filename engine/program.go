@@ -734,4 +734,3 @@ func canMatch(r *rule, fam packet.Family, k *skipClass) bool {
 	}
 	return true
 }
-
