@@ -351,6 +351,16 @@ func (w *Worker) begin(fp *familyProgram, p *packet.Packet) {
 				}
 			}
 		}
+		for i := range pf.ips {
+			d := &pf.ips[i]
+			a := w.src4
+			if d.dst {
+				a = w.dst4
+			}
+			if h := ipset.HashIP4(a); d.f[h>>6]>>(h&63)&1 == 0 {
+				x |= d.absent
+			}
+		}
 		if x&pf.cond != 0 || len(pf.ports) > 0 {
 			if !l4Whole(p) {
 				// Last, over every test's bits: a rule whose tests

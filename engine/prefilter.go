@@ -66,6 +66,8 @@ type prefilter struct {
 	srcDim, dstDim addrDim
 	// ports are the port filters of hash:ip,port tests.
 	ports []portDim
+	// ips are the address filters of hash:ip,port tests.
+	ips []ipDim
 	// cond holds the bits of rules whose tests come after a transport
 	// match (l4Pure): they count only for a packet whose transport header
 	// such a match reads without a hotdrop (l4Whole).
@@ -164,6 +166,17 @@ type portDim struct {
 	set             *ipset.Set
 	f               ipset.PortFilter4
 	absent, present uint64
+}
+
+// ipDim is a hash:ip,port set's address filter (ipset.IPFilter4), one
+// per set and address direction: the rules in absent fail when the
+// packet's address has a clear bit. Unlike a port filter it needs no
+// transport header: without one the set's lookup fails too.
+type ipDim struct {
+	set    *ipset.Set
+	f      *[1024]uint64
+	dst    bool
+	absent uint64
 }
 
 // groupEx is, for one set of the lead group (its 2-bit code at shift in
@@ -372,6 +385,9 @@ func (fp *familyProgram) buildPrefilter() {
 					d.present |= bit
 				} else {
 					d.absent |= bit
+					if ipd := pf.ipDim(o.set); ipd != nil {
+						ipd.absent |= bit
+					}
 				}
 			case opSetGroup:
 				g := pf.groupEx(o.b0)
@@ -417,6 +433,22 @@ func (pf *prefilter) portDim(m *ipset.Matcher) *portDim {
 	f, _ := m.PortFilter4()
 	pf.ports = append(pf.ports, portDim{set: m.Set(), f: f})
 	return &pf.ports[len(pf.ports)-1]
+}
+
+// ipDim returns the address filter of matcher m's set and address
+// direction, adding it if new; nil when the set has none worth a load.
+func (pf *prefilter) ipDim(m *ipset.Matcher) *ipDim {
+	f, dst, full, ok := m.IPFilter4()
+	if !ok || full {
+		return nil
+	}
+	for i := range pf.ips {
+		if d := &pf.ips[i]; d.set == m.Set() && d.dst == dst {
+			return d
+		}
+	}
+	pf.ips = append(pf.ips, ipDim{set: m.Set(), f: f, dst: dst})
+	return &pf.ips[len(pf.ips)-1]
 }
 
 // groupEx returns the entry for the set at shift, adding it if new.

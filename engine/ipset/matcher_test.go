@@ -125,7 +125,9 @@ func testGroupMatchersExact(t *testing.T, nsets, npkts int) {
 // hash:ip,port and bitmap:port answer exactly as Set.Match does, for
 // every flag combination and direction, on TCP, UDP, ICMP, SCTP and GRE
 // packets, truncated transport headers and fragments, before and after
-// an element's timeout; sets with counters keep the general path.
+// an element's timeout; sets with counters keep the general path. The
+// hash:ip,port tests' address filters never rule out a packet the set
+// holds.
 func TestDirectMatchersExact(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	addr := func() netip.Addr { return netip.AddrFrom4([4]byte{10, 9, byte(rng.IntN(4)), byte(rng.IntN(16))}) }
@@ -171,6 +173,22 @@ func TestDirectMatchersExact(t *testing.T) {
 	if direct == 0 {
 		t.Fatal("no matcher took a direct path")
 	}
+	// The address filters (IPFilter4) of the hash:ip,port tests: a clear
+	// bit must mean the test fails.
+	type ipFilter struct {
+		f   *[1024]uint64
+		dst bool
+	}
+	filters := make([]*ipFilter, len(ms))
+	for k, m := range ms {
+		if f, dst, full, ok := m.IPFilter4(); ok {
+			if full {
+				t.Fatalf("%s: a 40-address set's filter is full", refs[k].s.Name())
+			}
+			filters[k] = &ipFilter{f, dst}
+		}
+	}
+	filtered := 0
 	hits := 0
 	for i := range 100000 {
 		p := &packet.Packet{Family: packet.FamilyIPv4, Src: addr(), Dst: addr(), Len: 60, L4Len: 20,
@@ -193,10 +211,25 @@ func TestDirectMatchersExact(t *testing.T) {
 				t.Fatalf("%s %v %+v packet %+v now %d: Match4 %v, Set.Match %v",
 					refs[k].s.Name(), refs[k].dirs, refs[k].flags, p, now, got, want)
 			}
+			if f := filters[k]; f != nil {
+				a := v4(p.Src)
+				if f.dst {
+					a = v4(p.Dst)
+				}
+				if h := HashIP4(a); f.f[h>>6]>>(h&63)&1 == 0 {
+					filtered++
+					if want != refs[k].flags.Invert {
+						t.Fatalf("%s %v: the address filter rules out packet %+v, which the set holds", refs[k].s.Name(), refs[k].dirs, p)
+					}
+				}
+			}
 		}
 	}
 	if hits == 0 {
 		t.Fatal("no packet was in any set")
+	}
+	if filtered == 0 {
+		t.Fatal("no address filter ruled a packet out")
 	}
 	t.Logf("%d matchers, %d on a direct path; %d tests found the element", len(ms), direct, hits)
 }
@@ -218,4 +251,21 @@ func dedupeLinesForTest(s string) string {
 		sb.WriteString(l + "\n")
 	}
 	return sb.String()
+}
+
+// TestIPFilterFull: a hash:ip,port set of 30,000 addresses sets over a
+// quarter of its filter's bits, and the prefilter leaves such a filter
+// out (a load that would rarely rule anything out).
+func TestIPFilterFull(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	var sb strings.Builder
+	sb.WriteString("create big hash:ip,port maxelem 65536\n")
+	for range 30000 {
+		fmt.Fprintf(&sb, "add big %d.%d.%d.%d,tcp:80\n", 1+rng.IntN(200), rng.IntN(256), rng.IntN(256), rng.IntN(256))
+	}
+	r := parseForTest(t, dedupeLinesForTest(sb.String()))
+	m := NewMatcher(r.Get("big"), []Dir{DirSrc, DirDst}, MatchFlags{})
+	if _, _, full, ok := m.IPFilter4(); !ok || !full {
+		t.Fatalf("IPFilter4: ok %v full %v, want a full filter", ok, full)
+	}
 }
