@@ -22,11 +22,12 @@ import (
 // every packet gets a word, computed once per packet from a few tables
 // indexed by its TTL, packet type, length class, address classes (by the
 // rules' -s and -d prefixes and iprange ranges), the group's answer for
-// its address, and for hash:ip,port and bitmap:port tests whether an
-// element has its port: bit b is set when the rule of bit b is certain to
-// fail. Those rules are cleared from the packet's candidates (program.go's
-// skip rows), and the traversal passes over them as if it had evaluated
-// them.
+// its address, for hash:ip,port and bitmap:port tests whether an element
+// has its port, and for hash:ip,port tests whether an element may have its
+// address (a bit per hashed address): bit b is set when the rule of bit b
+// is certain to fail. Those rules are cleared from the packet's candidates
+// (program.go's skip rows), and the traversal passes over them as if it
+// had evaluated them.
 //
 // That is exact, not a heuristic: a test takes part only if every match
 // before it in its rule is of a kind that neither changes state nor
