@@ -1,6 +1,7 @@
 package cbpf
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 )
@@ -293,36 +294,35 @@ func (f *Filter) Run(l3 []byte) uint32 {
 		case xRetA:
 			return a
 		case xLdAbsW:
-			if uint64(in.k)+4 > n {
+			k := uint64(in.k)
+			if k+4 > n {
 				return 0
 			}
-			p := l3[in.k : in.k+4]
-			a = uint32(p[0])<<24 | uint32(p[1])<<16 | uint32(p[2])<<8 | uint32(p[3])
+			a = binary.BigEndian.Uint32(l3[k : k+4])
 		case xLdAbsH:
-			if uint64(in.k)+2 > n {
+			k := uint64(in.k)
+			if k+2 > n {
 				return 0
 			}
-			p := l3[in.k : in.k+2]
-			a = uint32(p[0])<<8 | uint32(p[1])
+			a = uint32(binary.BigEndian.Uint16(l3[k : k+2]))
 		case xLdAbsB:
-			if uint64(in.k) >= n {
+			k := uint64(in.k)
+			if k >= n {
 				return 0
 			}
-			a = uint32(l3[in.k])
+			a = uint32(l3[k])
 		case xLdIndW:
 			off, ok := indOffset(x, in.k, 4, n)
 			if !ok {
 				return 0
 			}
-			p := l3[off : off+4]
-			a = uint32(p[0])<<24 | uint32(p[1])<<16 | uint32(p[2])<<8 | uint32(p[3])
+			a = binary.BigEndian.Uint32(l3[off : off+4])
 		case xLdIndH:
 			off, ok := indOffset(x, in.k, 2, n)
 			if !ok {
 				return 0
 			}
-			p := l3[off : off+2]
-			a = uint32(p[0])<<8 | uint32(p[1])
+			a = uint32(binary.BigEndian.Uint16(l3[off : off+2]))
 		case xLdIndB:
 			off, ok := indOffset(x, in.k, 1, n)
 			if !ok {
@@ -330,10 +330,11 @@ func (f *Filter) Run(l3 []byte) uint32 {
 			}
 			a = uint32(l3[off])
 		case xLdxMsh:
-			if uint64(in.k) >= n {
+			k := uint64(in.k)
+			if k >= n {
 				return 0
 			}
-			x = uint32(l3[in.k]&0xf) << 2
+			x = uint32(l3[k]&0xf) << 2
 		case xLdLen:
 			a = uint32(n)
 		case xLdxLen:
