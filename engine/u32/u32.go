@@ -15,6 +15,7 @@
 package u32
 
 import (
+	"encoding/binary"
 	"strconv"
 )
 
@@ -125,8 +126,8 @@ func (m *Match) Match(l3 []byte) bool {
 }
 
 func be32(b []byte, off uint32) uint32 {
-	b = b[off : off+4]
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	o := uint64(off) // off+4 cannot wrap: one bounds check
+	return binary.BigEndian.Uint32(b[o : o+4])
 }
 
 // WideShift returns the first "<<" or ">>" count of 32 or more, if any.
