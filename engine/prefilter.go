@@ -401,6 +401,7 @@ func (fp *familyProgram) buildPrefilter() {
 			}
 		}
 	}
+	pf.ips = slices.DeleteFunc(pf.ips, func(d ipDim) bool { return d.f == nil })
 	pf.buildGroupTab()
 }
 
@@ -437,19 +438,27 @@ func (pf *prefilter) portDim(m *ipset.Matcher) *portDim {
 }
 
 // ipDim returns the address filter of matcher m's set and address
-// direction, adding it if new; nil when the set has none worth a load.
+// direction, adding it if new; nil when the set has none worth a load (a
+// full filter is remembered without its bits, so that each set's filter
+// is built once, and dropped when the prefilter is built).
 func (pf *prefilter) ipDim(m *ipset.Matcher) *ipDim {
-	f, dst, full, ok := m.IPFilter4()
-	if !ok || full {
+	dst, ok := m.IPTest4()
+	if !ok {
 		return nil
 	}
-	for i := range pf.ips {
-		if d := &pf.ips[i]; d.set == m.Set() && d.dst == dst {
-			return d
+	i := slices.IndexFunc(pf.ips, func(d ipDim) bool { return d.set == m.Set() && d.dst == dst })
+	if i < 0 {
+		f, full := m.IPFilter4()
+		if full {
+			f = nil
 		}
+		pf.ips = append(pf.ips, ipDim{set: m.Set(), f: f, dst: dst})
+		i = len(pf.ips) - 1
 	}
-	pf.ips = append(pf.ips, ipDim{set: m.Set(), f: f, dst: dst})
-	return &pf.ips[len(pf.ips)-1]
+	if pf.ips[i].f == nil {
+		return nil
+	}
+	return &pf.ips[i]
 }
 
 // groupEx returns the entry for the set at shift, adding it if new.

@@ -128,28 +128,30 @@ type PortFilter4 struct {
 	Exact    bool
 }
 
-// IPFilter4 returns an address filter for an IPv4 hash:ip,port test on
-// its direct path: bit HashIP4(a) of f is set for the address a of every
-// element, so a clear bit for the packet's address (its destination if
-// dst) means no element holds it, and the lookup fails whatever the port
-// and protocol. A set bit says nothing. ok is false for other tests. The
-// filter is 8 KiB; it is worth its load only while the set is small
-// against 65,536 bits, and full says it is not (over a quarter set).
-func (m *Matcher) IPFilter4() (f *[1024]uint64, dst, full, ok bool) {
-	if m.kind4 != fastHashIPPort {
-		return nil, false, false, false
-	}
+// IPTest4 says whether the matcher has an address filter (IPFilter4),
+// and whether it tests the destination address, without building it.
+func (m *Matcher) IPTest4() (dst, ok bool) {
+	return m.fastDst, m.kind4 == fastHashIPPort
+}
+
+// IPFilter4 returns the address filter of an IPv4 hash:ip,port test on
+// its direct path (IPTest4): bit HashIP4(a) of f is set for the address a
+// of every element, so a clear bit for the packet's address means no
+// element holds it, and the lookup fails whatever the port and protocol.
+// A set bit says nothing. The filter is 8 KiB; it is worth its load only
+// while the set is small against 65,536 bits, and full says it is not
+// (over a quarter set).
+func (m *Matcher) IPFilter4() (f *[1024]uint64, full bool) {
 	f = new([1024]uint64)
 	n := 0
 	for i := range m.s.elems {
-		a := m.s.elems[i].ip1.As4()
-		h := HashIP4(uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]))
+		h := HashIP4(v4(m.s.elems[i].ip1))
 		if f[h>>6]&(1<<(h&63)) == 0 {
 			f[h>>6] |= 1 << (h & 63)
 			n++
 		}
 	}
-	return f, m.fastDst, n > len(f)*64/4, true
+	return f, n > len(f)*64/4
 }
 
 // HashIP4 is an address's bit in an IPFilter4 filter: the top 16 bits of

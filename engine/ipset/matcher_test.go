@@ -181,7 +181,8 @@ func TestDirectMatchersExact(t *testing.T) {
 	}
 	filters := make([]*ipFilter, len(ms))
 	for k, m := range ms {
-		if f, dst, full, ok := m.IPFilter4(); ok {
+		if dst, ok := m.IPTest4(); ok {
+			f, full := m.IPFilter4()
 			if full {
 				t.Fatalf("%s: a 40-address set's filter is full", refs[k].s.Name())
 			}
@@ -265,7 +266,10 @@ func TestIPFilterFull(t *testing.T) {
 	}
 	r := parseForTest(t, dedupeLinesForTest(sb.String()))
 	m := NewMatcher(r.Get("big"), []Dir{DirSrc, DirDst}, MatchFlags{})
-	if _, _, full, ok := m.IPFilter4(); !ok || !full {
-		t.Fatalf("IPFilter4: ok %v full %v, want a full filter", ok, full)
+	if _, ok := m.IPTest4(); !ok {
+		t.Fatal("IPTest4: no address filter for a hash:ip,port test")
+	}
+	if _, full := m.IPFilter4(); !full {
+		t.Fatal("IPFilter4: not full, want a full filter")
 	}
 }
