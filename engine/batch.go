@@ -39,14 +39,16 @@ func (w *Worker) ProcessBatch(pkts []*packet.Packet, now []int64, out []Verdict,
 				}
 			}
 		}
+		w.mu.Lock()
 		for k, p := range pkts[:n] {
 			w.lead = lead[k&(MaxBatch-1)]
-			out[k] = w.Process(p, now[k])
+			out[k] = w.judge(p, now[k])
 			if rule != nil {
 				rule[k] = w.lastRule
 			}
 		}
 		w.lead = 0
+		w.mu.Unlock()
 		pkts, now, out = pkts[n:], now[n:], out[n:]
 		if rule != nil {
 			rule = rule[n:]

@@ -10,12 +10,17 @@ import (
 // Tables and chains appear in file order, rules in chain order.
 func (pr *Program) Report(ws ...*Worker) *report.Report {
 	rep := &report.Report{MalformedBy: map[string]uint64{}}
-	for _, w := range ws {
+	// Each worker's counters are copied under its lock, between the
+	// packets (or batches) it judges.
+	snaps := make([]workerCounters, len(ws))
+	for k, w := range ws {
+		snaps[k] = w.counters()
+	}
+	for _, w := range snaps {
 		// Every packet gets exactly one verdict: the packet count is
 		// their sum, so the packet path keeps one counter fewer.
-		var v [numVerdicts]uint64
+		v := w.verdicts
 		for i := range v {
-			v[i] = w.verdicts[i].Load()
 			rep.Packets += v[i]
 		}
 		rep.Accepted += v[Accept]
@@ -24,7 +29,7 @@ func (pr *Program) Report(ws ...*Worker) *report.Report {
 		rep.Malformed += v[Malformed]
 		rep.NotFiltered += v[NotFiltered]
 		for i := range w.bad {
-			if n := w.bad[i].Load(); n > 0 {
+			if n := w.bad[i]; n > 0 {
 				rep.MalformedBy[packet.Malformed(i).String()] += n
 			}
 		}
@@ -42,10 +47,10 @@ func (pr *Program) Report(ws ...*Worker) *report.Report {
 			continue
 		}
 		sum := func(i int32) (packets, bytes uint64) {
-			for _, w := range ws {
+			for _, w := range snaps {
 				if w.pr == pr {
-					packets += w.ctr[f][i][0].Load()
-					bytes += w.ctr[f][i][1].Load()
+					packets += w.ctr[f][i][0]
+					bytes += w.ctr[f][i][1]
 				}
 			}
 			return packets, bytes
@@ -84,4 +89,23 @@ func ruleComment(r *rules.Rule) string {
 		}
 	}
 	return ""
+}
+
+// workerCounters is a copy of a worker's counters.
+type workerCounters struct {
+	pr       *Program
+	ctr      [3][]counter
+	verdicts [numVerdicts]uint64
+	bad      [packet.NumMalformed]uint64
+}
+
+// counters copies w's counters under its lock.
+func (w *Worker) counters() workerCounters {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := workerCounters{pr: w.pr, verdicts: w.verdicts, bad: w.bad}
+	for f := range w.ctr {
+		c.ctr[f] = append([]counter(nil), w.ctr[f]...)
+	}
+	return c
 }

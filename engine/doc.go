@@ -4,9 +4,10 @@
 // the same traversal, the same counters, the same hotdrops.
 //
 // The compiled Program is immutable and shared; each goroutine that
-// evaluates packets owns a Worker holding its counters and scratch state,
-// so the hot path takes no locks. Counters are atomics owned by one writer
-// and summed by readers at scrape time.
+// evaluates packets owns a Worker holding its counters and scratch state.
+// Counters are plain integers the worker alone writes; it holds its own,
+// uncontended, lock while it judges a batch (or one packet), and readers
+// take it to copy them at scrape time, between batches.
 //
 // Per-rule matching avoids interface calls: a rule is a fixed header check
 // (struct ipt_ip's fields) followed by a slice of ops dispatched by a

@@ -103,7 +103,9 @@ func (w *Worker) ProcessFrom(p *packet.Packet, now int64, site ResumeSite) Verdi
 		// the frame is not what the evaluator saw): the whole packet.
 		return w.Process(p, now)
 	}
+	w.mu.Lock()
 	v := w.walk(p, now, &site)
-	w.verdicts[v].Add(1)
+	w.verdicts[v]++
+	w.mu.Unlock()
 	return v
 }

@@ -1,7 +1,7 @@
 // Package metrics serves sluice's counters to Prometheus. Nothing is
 // pushed from the packet path: a scrape calls the daemon's snapshot
-// functions, which read the workers' atomic counters at that moment, so the
-// hot path pays nothing for being observed.
+// functions, which read the workers' counters at that moment (between two
+// of a worker's batches), so the hot path pays nothing for being observed.
 package metrics
 
 import (
