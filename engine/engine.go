@@ -345,7 +345,7 @@ func (w *Worker) begin(fp *familyProgram, p *packet.Packet) {
 		// The prefilter word (prefilter.go): the rules certain to fail.
 		// The lead group's answer goes into the packet's memo, where the
 		// lead test and the group's other tests find it.
-		x := pf.ttl[p.TTL] | pf.pkt[p.PktType]
+		x := pf.ttl[p.TTL] | pf.pkt[p.PktType] | pf.tos[p.TOS]
 		if len(pf.srcDim.starts) > 1 {
 			x |= pf.srcDim.lookup(w.src4)
 		}

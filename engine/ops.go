@@ -233,10 +233,8 @@ func (w *Worker) evalOp(o *op, p *packet.Packet, j uint64) uint8 {
 			return resNo
 		}
 		return resYes
-	case opDSCP:
-		return b2r((p.TOS>>2 == o.b0) != o.inv)
-	case opTOS:
-		return b2r((p.TOS&o.b1 == o.b0) != o.inv)
+	case opDSCP, opTOS:
+		return b2r(tosMatch(o, p.TOS))
 	case opMAC:
 		// xt_mac: no Ethernet header means no match, inverted or not.
 		if !p.HasMAC {
@@ -342,3 +340,12 @@ func tcpOption(p *packet.Packet, want uint8, invert bool) uint8 {
 }
 
 var errUnsupported = fmt.Errorf("match not supported by the engine")
+
+// tosMatch is xt_dscp's dscp_mt (opDSCP) and tos_mt (opTOS) on the IPv4
+// TOS byte.
+func tosMatch(o *op, tos uint8) bool {
+	if o.kind == opDSCP {
+		return (tos>>2 == o.b0) != o.inv
+	}
+	return (tos&o.b1 == o.b0) != o.inv
+}

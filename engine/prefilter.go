@@ -20,12 +20,12 @@ import (
 //
 // So each IPv4 rule that has such a test gets a bit (up to 63 rules), and
 // every packet gets a word, computed once per packet from a few tables
-// indexed by its TTL, packet type, length class, address classes (by the
-// rules' -s and -d prefixes and iprange ranges), the group's answer for
-// its address, for hash:ip,port and bitmap:port tests whether an element
-// has its port, and for hash:ip,port tests whether an element may have its
-// address (a bit per hashed address): bit b is set when the rule of bit b
-// is certain to fail. Those rules are cleared from the packet's candidates
+// indexed by its TTL, TOS byte (dscp and tos tests), packet type, length
+// class, address classes (by the rules' -s and -d prefixes and iprange
+// ranges), the group's answer for its address, for hash:ip,port and
+// bitmap:port tests whether an element has its port, and for hash:ip,port
+// tests whether an element may have its address (a bit per hashed
+// address): bit b is set when the rule of bit b is certain to fail. Those rules are cleared from the packet's candidates
 // (program.go's skip rows), and the traversal passes over them as if it
 // had evaluated them.
 //
@@ -50,6 +50,7 @@ type prefilter struct {
 	pos    []int32 // otherwise, the rule index of each bit
 	ttl    [256]uint64
 	pkt    [256]uint64
+	tos    [256]uint64
 	// lens classes uint16(Len) by the bounds of the length tests; lenEx
 	// is by class. nil when no rule's bit comes from a length test.
 	lens  *portClasses
@@ -278,7 +279,7 @@ func (fp *familyProgram) buildPrefilter() {
 				break
 			}
 			switch {
-			case o.kind == opTTL, o.kind == opPktType, o.kind == opLength:
+			case o.kind == opTTL, o.kind == opPktType, o.kind == opLength, o.kind == opDSCP, o.kind == opTOS:
 				ts = append(ts, o)
 			case o.kind == opIPRange4:
 				if o.has2 {
@@ -367,6 +368,12 @@ func (fp *familyProgram) buildPrefilter() {
 				for t := range pf.pkt {
 					if (uint8(t) == o.b0) == o.inv {
 						pf.pkt[t] |= bit
+					}
+				}
+			case opDSCP, opTOS:
+				for t := range pf.tos {
+					if !tosMatch(o, uint8(t)) {
+						pf.tos[t] |= bit
 					}
 				}
 			case opLength:
