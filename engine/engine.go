@@ -161,7 +161,7 @@ type Worker struct {
 	lead uint32
 
 	// The jiffy of the clock span [jFrom, jTo), kept so consecutive
-	// packets skip the division (jiffies).
+	// packets skip the division (tick).
 	jCur       uint64
 	jFrom, jTo int64
 }
@@ -211,20 +211,16 @@ func (w *Worker) Process(p *packet.Packet, now int64) Verdict {
 // judge is Process with w.mu held.
 func (w *Worker) judge(p *packet.Packet, now int64) Verdict {
 	// The packet count is the sum of the verdict counts (counters.go).
-	v := w.process(p, now)
-	w.verdicts[v]++
-	if v == Malformed {
-		w.bad[p.Malformed]++
-	}
-	return v
-}
-
-func (w *Worker) process(p *packet.Packet, now int64) Verdict {
+	var v Verdict
 	if p.Malformed != packet.MalformedNone {
 		w.lastRule, w.lastFam = -1, p.Family
-		return Malformed
+		w.bad[p.Malformed]++
+		v = Malformed
+	} else {
+		v = w.walk(p, now, &wholePacket)
 	}
-	return w.walk(p, now, &wholePacket)
+	w.verdicts[v]++
+	return v
 }
 
 // wholePacket is the site of a packet nothing has evaluated yet.
@@ -255,7 +251,11 @@ func (w *Worker) walk(p *packet.Packet, now int64, site *ResumeSite) Verdict {
 	} else {
 		w.src6, w.dst6 = addr6(p.Src), addr6(p.Dst)
 	}
-	j := w.jiffies(now)
+	// The jiffy: the last packet's while now stays in its tick.
+	if now < w.jFrom || now >= w.jTo {
+		w.tick(now)
+	}
+	j := w.jCur
 	w.now = now
 	w.begin(fp, p)
 	for h := site.hook; h < int(fp.nhooks); h++ {
@@ -404,14 +404,10 @@ func (w *Worker) begin(fp *familyProgram, p *packet.Packet) {
 
 const resHotdropVerdict = targetKind(255)
 
-// jiffies is w.pr.clock.Jiffies(now), reusing the last packet's value
-// while now stays within the same tick.
-func (w *Worker) jiffies(now int64) uint64 {
-	if now >= w.jFrom && now < w.jTo {
-		return w.jCur
-	}
+// tick sets the jiffy span [jFrom, jTo) that now is in, and its jiffy
+// jCur = w.pr.clock.Jiffies(now): consecutive packets skip the division.
+func (w *Worker) tick(now int64) {
 	w.jCur, w.jFrom, w.jTo = w.pr.clock.Tick(now)
-	return w.jCur
 }
 
 // runChain is ipt_do_table for one hook: it returns tAccept, tDrop or
