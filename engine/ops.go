@@ -342,7 +342,7 @@ func tcpOption(p *packet.Packet, want uint8, invert bool) uint8 {
 var errUnsupported = fmt.Errorf("match not supported by the engine")
 
 // tosMatch is xt_dscp's dscp_mt (opDSCP) and tos_mt (opTOS) on the IPv4
-// TOS byte.
+// TOS byte or the IPv6 traffic class.
 func tosMatch(o *op, tos uint8) bool {
 	if o.kind == opDSCP {
 		return (tos>>2 == o.b0) != o.inv
