@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"bytes"
 	"encoding/binary"
 	"io"
 	"math/rand/v2"
@@ -12,12 +11,11 @@ import (
 	"testing"
 
 	"github.com/sluice-project/sluice/engine"
-	"github.com/sluice-project/sluice/engine/ipset"
 	"github.com/sluice-project/sluice/examples"
+	"github.com/sluice-project/sluice/internal/benchmix"
 	"github.com/sluice-project/sluice/packet"
 	"github.com/sluice-project/sluice/pcapio"
 	"github.com/sluice-project/sluice/report"
-	"github.com/sluice-project/sluice/rules"
 )
 
 // referenceFiles reads the reference ruleset and its sets.
@@ -58,14 +56,7 @@ func rulesHitForTest(rep *report.Report) int {
 // compileFiles compiles an IPv4 ruleset with its sets at load time now.
 func compileFiles(tb testing.TB, rulesName string, rulesText []byte, setsName string, setsText []byte, now int64) *engine.Program {
 	tb.Helper()
-	sets, err := ipset.Parse(setsName, bytes.NewReader(setsText), now)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	rs, err := rules.Parse(bytes.NewReader(rulesText), rules.Options{Family: packet.FamilyIPv4, File: rulesName, Sets: sets, HZ: 250})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	rs, sets := benchmix.Ruleset(tb, rulesName, rulesText, setsName, setsText, now)
 	pr, err := engine.Compile(engine.Config{Rules4: rs, HZ: 250, InIface: "eth0"}, engine.NewState(sets, 250), now)
 	if err != nil {
 		tb.Fatal(err)
@@ -115,44 +106,6 @@ func exampleCapture(tb testing.TB) capture {
 	return exampleCap
 }
 
-func decodeAll(link packet.LinkType, frames [][]byte) []packet.Packet {
-	d := packet.Decoder{Link: link}
-	pkts := make([]packet.Packet, len(frames))
-	for i, f := range frames {
-		d.Decode(f, &pkts[i])
-	}
-	return pkts
-}
-
-// randomSources returns n frames made from base, each well-formed IPv4
-// frame with its source rewritten to a distinct pseudo-random address
-// (i times an odd constant is a bijection mod 2^32) and its header
-// checksum fixed. Other frames are kept as they are.
-func randomSources(link packet.LinkType, base [][]byte, n int) [][]byte {
-	size := 0
-	for _, f := range base {
-		size += len(f)
-	}
-	arena := make([]byte, 0, size*(n/len(base)+1))
-	out := make([][]byte, n)
-	var d packet.Decoder
-	d.Link = link
-	var p packet.Packet
-	for i := range out {
-		f := base[i%len(base)]
-		start := len(arena)
-		arena = append(arena, f...)
-		nf := arena[start:len(arena):len(arena)]
-		d.Decode(nf, &p)
-		if p.Malformed == packet.MalformedNone && p.Family == packet.FamilyIPv4 {
-			binary.BigEndian.PutUint32(p.L3[12:], uint32(i)*2654435761+0x5bd1e995)
-			packet.IPv4(p.L3).SetChecksum()
-		}
-		out[i] = nf
-	}
-	return out
-}
-
 // TestZeroAllocs: Worker.Process allocates nothing on the example
 // ruleset in steady state, and a flood of new sources costs no more than
 // the hashlimit tables' amortized chunk growth.
@@ -163,7 +116,7 @@ func TestZeroAllocs(t *testing.T) {
 	c := exampleCapture(t)
 	pr := compileFiles(t, examples.Rules4Name, examples.Rules4, examples.SetsName, examples.Sets, c.ts[0])
 	w := pr.NewWorker()
-	pkts := decodeAll(c.link, c.frames)
+	pkts := benchmix.Decode(c.link, c.frames)
 	allocs := testing.AllocsPerRun(3, func() {
 		for i := range pkts {
 			w.Process(&pkts[i], c.ts[i])
@@ -176,13 +129,13 @@ func TestZeroAllocs(t *testing.T) {
 	// reassembly before INPUT (reasm.go) allocates its queues.
 	const n = 50000
 	var base [][]byte
-	pk := decodeAll(c.link, c.frames)
+	pk := benchmix.Decode(c.link, c.frames)
 	for i := range pk {
 		if !pk[i].IsFragment {
 			base = append(base, c.frames[i])
 		}
 	}
-	flood := decodeAll(c.link, randomSources(c.link, base, 4*n))
+	flood := benchmix.Decode(c.link, benchmix.RandomSources(c.link, base, 4*n))
 	run := 0
 	now := c.ts[len(c.ts)-1]
 	allocs = testing.AllocsPerRun(3, func() {
@@ -198,139 +151,6 @@ func TestZeroAllocs(t *testing.T) {
 	if allocs/n > 1.0/1000 {
 		t.Errorf("new sources: %.1f allocations per run of %d packets (%.4f per packet)", allocs, n, allocs/n)
 	}
-}
-
-// referenceMix is the reference benchmark's traffic: legitimate web,
-// DNS, SSH and game traffic mixed with SYN floods from one /24, a DNS
-// query flood, DNS and NTP amplification, scans, ICMP floods, fragments,
-// SSH brute force, HTTP attack strings and blocklisted sources; 8000
-// frames, most from distinct sources.
-func referenceMix() [][]byte {
-	var frames [][]byte
-	a4 := func(x uint32) netip.Addr {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], x)
-		return netip.AddrFrom4(b)
-	}
-	dst := netip.MustParseAddr("198.51.100.10")
-	mss := []byte{2, 4, 5, 0xb4}
-	dnsQuery := func(qtype byte, qr bool) []byte {
-		q := append(make([]byte, 12), []byte("\x07example\x03org\x00\x00\x01\x00\x01")...)
-		q[len(q)-3] = qtype
-		if qr {
-			q[2] = 0x80
-		}
-		return q
-	}
-	for i := 0; i < 8000; i++ {
-		k, g := i%20, i/20
-		src := a4(uint32(i)*2654435761 + 0x01000000)
-		sport := uint16(1024 + i%60000)
-		var l4 []byte
-		proto := uint8(packet.ProtoTCP)
-		opts := []packet.BuildOpt{packet.WithTTL(uint8(40 + i%80))}
-		switch k {
-		case 0, 1, 2: // SYN to the web ports
-			l4 = packet.BuildTCPWithOptions(sport, []uint16{80, 443}[g%2], packet.TCPSyn, mss, nil)
-		case 3: // established web traffic; some with TTL 1
-			l4 = packet.BuildTCP(sport, 443, packet.TCPAck|packet.TCPPsh, make([]byte, 200))
-			if g%10 == 0 {
-				opts = append(opts, packet.WithTTL(1))
-			}
-		case 4: // large broadcast frames, or established traffic
-			l4 = packet.BuildTCP(sport, 443, packet.TCPAck, make([]byte, 600))
-			if g%10 == 0 {
-				opts = append(opts, packet.WithDstMAC([6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}))
-			}
-		case 5: // HTTP requests, some of them attacks
-			req := "GET /index.html HTTP/1.1\r\nHost: example.org\r\nUser-Agent: curl\r\n\r\n"
-			switch g % 4 {
-			case 0:
-				req = "GET /xmlrpc.php HTTP/1.1\r\nHost: example.org\r\n\r\n"
-			case 1:
-				req = "GET / HTTP/1.1\r\nHost: example.org\r\nUser-Agent: masscan/1.3\r\n\r\n"
-			}
-			l4 = packet.BuildTCP(sport, 80, packet.TCPAck|packet.TCPPsh, []byte(req))
-		case 6: // SYN to a closed port
-			l4 = packet.BuildTCPWithOptions(sport, 3389, packet.TCPSyn, mss, nil)
-		case 7: // scans
-			l4 = packet.BuildTCP(sport, 22, []uint8{0, 0xff, packet.TCPFin | packet.TCPSyn, packet.TCPSyn | packet.TCPRst, packet.TCPUrg}[g%5], nil)
-		case 8: // DNS queries from many sources: some ANY, some answers
-			proto = packet.ProtoUDP
-			l4 = packet.BuildUDP(sport, 53, dnsQuery([]byte{1, 1, 1, 0xff, 1, 28, 1}[g%7], g%7 == 6))
-		case 9: // a DNS query flood from one source
-			proto = packet.ProtoUDP
-			src = netip.MustParseAddr("203.0.113.50")
-			if g%10 == 0 {
-				src = netip.MustParseAddr("203.0.113.66") // in the attackers set
-			}
-			l4 = packet.BuildUDP(sport, 53, dnsQuery(1, false))
-		case 10: // DNS amplification
-			proto = packet.ProtoUDP
-			l4 = packet.BuildUDP(53, sport, make([]byte, 1400))
-		case 11: // NTP monlist answers and memcached or SSDP reflection
-			proto = packet.ProtoUDP
-			switch g % 3 {
-			case 0:
-				l4 = packet.BuildUDP(123, sport, append([]byte{0x17}, make([]byte, 439)...))
-			case 1:
-				l4 = packet.BuildUDP(11211, sport, make([]byte, 1000))
-			default:
-				l4 = packet.BuildUDP(1900, sport, make([]byte, 300))
-			}
-		case 12: // game traffic: a flood from one source, tiny probes
-			proto = packet.ProtoUDP
-			n := 60
-			if g%5 == 0 {
-				n = 0
-			}
-			if g%2 == 0 {
-				src = netip.MustParseAddr("203.0.113.60")
-			}
-			l4 = packet.BuildUDP(sport, 27015, make([]byte, n))
-		case 13: // ping, a ping flood and big ICMP
-			proto = packet.ProtoICMP
-			switch g % 4 {
-			case 0:
-				l4 = packet.BuildICMP(0, 0, uint32(i), make([]byte, 56))
-			case 1:
-				l4 = packet.BuildICMP(8, 0, uint32(i), make([]byte, 1200))
-			default:
-				l4 = packet.BuildICMP(8, 0, uint32(i), make([]byte, 56))
-			}
-		case 14: // fragments, first and not
-			proto = packet.ProtoUDP
-			l4 = make([]byte, 512)
-			opts = append(opts, packet.WithID(uint32(i)), packet.WithFragment(uint16(1480*(g%3)), g%2 == 0))
-		case 15: // blocklisted and bogon sources
-			src = a4([]uint32{0x01012a2a, 0x0a000001, 0x2d4c0101, 0xc0a80101, 0xc6120001}[g%5])
-			l4 = packet.BuildTCPWithOptions(sport, 443, packet.TCPSyn, mss, nil)
-		case 16: // SSH brute force from one source
-			src = netip.MustParseAddr("203.0.113.70")
-			l4 = packet.BuildTCPWithOptions(sport, 22, packet.TCPSyn, mss, nil)
-		case 17: // a SYN flood from one /24
-			src = a4(0xcb007100 | uint32(g%256)) // 203.0.113.x
-			l4 = packet.BuildTCPWithOptions(sport, 443, packet.TCPSyn, mss, nil)
-		case 18: // GRE from the tunnel peer and from others
-			proto = 47
-			l4 = make([]byte, 100)
-			if g%2 == 0 {
-				src = netip.MustParseAddr("198.51.100.77")
-			}
-		case 19: // SYN without MSS, replies to our connections, peers
-			switch g % 3 {
-			case 0:
-				l4 = packet.BuildTCP(sport, 443, packet.TCPSyn, nil)
-			case 1:
-				l4 = packet.BuildTCP(443, 40000, packet.TCPAck, make([]byte, 100))
-			default:
-				src = netip.MustParseAddr("192.0.2.130")
-				l4 = packet.BuildTCP(sport, 8080, packet.TCPAck, nil)
-			}
-		}
-		frames = append(frames, packet.BuildIPv4(src, dst, proto, l4, opts...))
-	}
-	return frames
 }
 
 // benchProcess runs b.N packets of pkts through a worker of pr, the clock
@@ -368,7 +188,7 @@ func benchProcessBatch(b *testing.B, pr *engine.Program, pkts []packet.Packet, t
 
 func BenchmarkEngineReference(b *testing.B) {
 	pr := referenceProgramForTest(b)
-	pkts := decodeAll(packet.LinkEthernet, referenceMix())
+	pkts := benchmix.Decode(packet.LinkEthernet, benchmix.Reference())
 	benchProcess(b, pr, pkts, 0)
 }
 
@@ -379,12 +199,12 @@ func BenchmarkEngineReference(b *testing.B) {
 func BenchmarkEngineFloor(b *testing.B) {
 	const text = "*raw\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"
 	pr := compileFiles(b, "floor.rules", []byte(text), "floor.ipset", nil, 0)
-	benchProcess(b, pr, decodeAll(packet.LinkEthernet, referenceMix()), 0)
+	benchProcess(b, pr, benchmix.Decode(packet.LinkEthernet, benchmix.Reference()), 0)
 }
 
 func BenchmarkEngineReferenceBatch(b *testing.B) {
 	pr := referenceProgramForTest(b)
-	benchProcessBatch(b, pr, decodeAll(packet.LinkEthernet, referenceMix()), 0)
+	benchProcessBatch(b, pr, benchmix.Decode(packet.LinkEthernet, benchmix.Reference()), 0)
 }
 
 var (
@@ -396,7 +216,7 @@ var (
 // random sources, decoded once per test binary.
 func millionForTest(c capture) []packet.Packet {
 	millionOnce.Do(func() {
-		million = decodeAll(c.link, randomSources(c.link, c.frames, 1<<20))
+		million = benchmix.Decode(c.link, benchmix.RandomSources(c.link, c.frames, 1<<20))
 	})
 	return million
 }
@@ -439,7 +259,7 @@ func BenchmarkDecodeAndProcess(b *testing.B) {
 func TestReferenceMix(t *testing.T) {
 	pr := referenceProgramForTest(t)
 	w := pr.NewWorker()
-	pkts := decodeAll(packet.LinkEthernet, referenceMix())
+	pkts := benchmix.Decode(packet.LinkEthernet, benchmix.Reference())
 	var v [5]int
 	for i := range pkts {
 		v[w.Process(&pkts[i], int64(i)*1000)]++
@@ -583,14 +403,14 @@ func trafficCasesForTest(t *testing.T) []trafficCase {
 	c := exampleCapture(t)
 	return []trafficCase{
 		{"reference", "testdata/reference.rules", "testdata/reference.ipset", rulesText, setsText,
-			decodeAll(packet.LinkEthernet, referenceMix()), 0, 1000},
+			benchmix.Decode(packet.LinkEthernet, benchmix.Reference()), 0, 1000},
 		{"example", examples.Rules4Name, examples.SetsName, examples.Rules4, examples.Sets,
-			decodeAll(c.link, append(append([][]byte(nil), c.frames...), randomSources(c.link, c.frames, 20000)...)), c.ts[0], 1000},
+			benchmix.Decode(c.link, append(append([][]byte(nil), c.frames...), benchmix.RandomSources(c.link, c.frames, 20000)...)), c.ts[0], 1000},
 		{"reference-random", "testdata/reference.rules", "testdata/reference.ipset", rulesText, setsText,
-			decodeAll(packet.LinkEthernet, randomTraffic(1, 20000)), 0, 1000},
+			benchmix.Decode(packet.LinkEthernet, randomTraffic(1, 20000)), 0, 1000},
 		{"example-random", examples.Rules4Name, examples.SetsName, examples.Rules4, examples.Sets,
-			decodeAll(packet.LinkEthernet, randomTraffic(2, 20000)), c.ts[0], 1000},
+			benchmix.Decode(packet.LinkEthernet, randomTraffic(2, 20000)), c.ts[0], 1000},
 		{"prefilter", "prefilter.rules", "prefilter.ipset", []byte(prefilterRules), []byte(prefilterSets),
-			decodeAll(packet.LinkEthernet, randomTraffic(7, 40000)), 0, 100_000},
+			benchmix.Decode(packet.LinkEthernet, randomTraffic(7, 40000)), 0, 100_000},
 	}
 }

@@ -1,27 +1,28 @@
 package engine_test
 
 import (
-	"slices"
 	"testing"
-	"time"
 
 	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/internal/benchmix"
 	"github.com/sluice-project/sluice/packet"
 )
 
 // BenchmarkPaired compares two ways of judging the same traffic in one
-// process, where the machine's drift affects both alike: A and B take
-// turns on 8,192-packet slices, b.N turns each (-benchtime 400x is what
-// BENCHMARKS.md reports), and the median of the per-turn time ratios B/A
-// is reported with its quartiles, beside each side's ns/packet.
+// process, where the machine's drift affects both alike
+// (benchmix.Paired: order-balanced turns on 8,192-packet slices; b.N turns
+// each, -benchtime 1600x is what BENCHMARKS.md reports):
 //
 //   - prefilter: A without the prefilter (skip tables only), B with it;
 //   - batch: A with Process, B with ProcessBatch.
+//
+// scripts/paired compares the engine at another commit with this one the
+// same way.
 func BenchmarkPaired(b *testing.B) {
 	c := exampleCapture(b)
 	ref := func() *engine.Program { return referenceProgramForTest(b) }
 	ex := func() *engine.Program { return exampleProgramForTest(b, c) }
-	refPkts := func() []packet.Packet { return decodeAll(packet.LinkEthernet, referenceMix()) }
+	refPkts := func() []packet.Packet { return benchmix.Decode(packet.LinkEthernet, benchmix.Reference()) }
 	exPkts := func() []packet.Packet { return millionForTest(c) }
 	for _, tc := range []struct {
 		name    string
@@ -43,46 +44,28 @@ func BenchmarkPaired(b *testing.B) {
 			}
 			pkts := tc.pkts()
 			wa, wb := pa.NewWorker(), pb.NewWorker()
-			const slice = 8192
 			var ptrs [engine.MaxBatch]*packet.Packet
 			var nows [engine.MaxBatch]int64
 			var out [engine.MaxBatch]engine.Verdict
-			var ta, tb time.Duration
-			ratios := make([]float64, 0, b.N)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for turn := 0; turn < b.N; turn++ {
-				i0 := turn * slice
-				st := time.Now()
-				for i := i0; i < i0+slice; i++ {
-					wa.Process(&pkts[i%len(pkts)], tc.t0+int64(i)*1000)
+			one := func(w *engine.Worker) benchmix.Turn {
+				return func(i0 int) {
+					for i := i0; i < i0+benchmix.Slice; i++ {
+						w.Process(&pkts[i%len(pkts)], tc.t0+int64(i)*1000)
+					}
 				}
-				da := time.Since(st)
-				st = time.Now()
-				if tc.batchB {
-					for i := i0; i < i0+slice; i += engine.MaxBatch {
+			}
+			turnB := one(wb)
+			if tc.batchB {
+				turnB = func(i0 int) {
+					for i := i0; i < i0+benchmix.Slice; i += engine.MaxBatch {
 						for k := range ptrs {
 							ptrs[k], nows[k] = &pkts[(i+k)%len(pkts)], tc.t0+int64(i+k)*1000
 						}
 						wb.ProcessBatch(ptrs[:], nows[:], out[:], nil)
 					}
-				} else {
-					for i := i0; i < i0+slice; i++ {
-						wb.Process(&pkts[i%len(pkts)], tc.t0+int64(i)*1000)
-					}
 				}
-				db := time.Since(st)
-				ta, tb = ta+da, tb+db
-				ratios = append(ratios, float64(db)/float64(da))
 			}
-			b.StopTimer()
-			slices.Sort(ratios)
-			n := len(ratios)
-			b.ReportMetric(ratios[n/2], "B/A")
-			b.ReportMetric(ratios[n/4], "B/A-q1")
-			b.ReportMetric(ratios[(3*n)/4], "B/A-q3")
-			b.ReportMetric(float64(ta.Nanoseconds())/float64(n*slice), "A-ns/packet")
-			b.ReportMetric(float64(tb.Nanoseconds())/float64(n*slice), "B-ns/packet")
+			benchmix.Paired(b, one(wa), turnB)
 		})
 	}
 }

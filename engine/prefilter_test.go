@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/internal/benchmix"
 	"github.com/sluice-project/sluice/packet"
 )
 
@@ -110,7 +111,7 @@ func TestPrefilterExact(t *testing.T) {
 				t.Errorf("%d rules with a prefilter bit, %d of them conditional; want %d and %d", n, cond, tc.bits, tc.cond)
 			}
 			// 100 µs apart: 4 s in all.
-			rep := checkSameAsSlowForTest(t, fast, slow, decodeAll(packet.LinkEthernet, randomTraffic(7, 40000)), 0, 100_000)
+			rep := checkSameAsSlowForTest(t, fast, slow, benchmix.Decode(packet.LinkEthernet, randomTraffic(7, 40000)), 0, 100_000)
 			if hit := rulesHitForTest(rep); hit < 15 {
 				t.Errorf("only %d rules matched anything: the traffic does not exercise the ruleset", hit)
 			}

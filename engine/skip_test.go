@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sluice-project/sluice/engine"
+	"github.com/sluice-project/sluice/internal/benchmix"
 	"github.com/sluice-project/sluice/packet"
 )
 
@@ -58,7 +59,7 @@ func TestSkipPortClassesExact(t *testing.T) {
 		{"flag classes only", flagsOnly, 15},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pkts := decodeAll(packet.LinkEthernet, randomTraffic(3, 30000))
+			pkts := benchmix.Decode(packet.LinkEthernet, randomTraffic(3, 30000))
 			fast := compileFiles(t, "ports.rules", []byte(tc.rules), "none", nil, 0)
 			slow := compileFiles(t, "ports.rules", []byte(tc.rules), "none", nil, 0)
 			engine.DisableSkip(slow)
