@@ -233,6 +233,16 @@ func BenchmarkEngineExample1M(b *testing.B) {
 	benchProcess(b, exampleProgramForTest(b, c), millionForTest(c), c.ts[0])
 }
 
+// BenchmarkEngineFloor1M is BenchmarkEngineFloor for the example
+// benchmark: its million pre-decoded packets through an empty raw
+// PREROUTING chain.
+func BenchmarkEngineFloor1M(b *testing.B) {
+	c := exampleCapture(b)
+	const text = "*raw\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"
+	pr := compileFiles(b, "floor.rules", []byte(text), "floor.ipset", nil, c.ts[0])
+	benchProcess(b, pr, millionForTest(c), c.ts[0])
+}
+
 func BenchmarkEngineExample1MBatch(b *testing.B) {
 	c := exampleCapture(b)
 	benchProcessBatch(b, exampleProgramForTest(b, c), millionForTest(c), c.ts[0])
