@@ -5,7 +5,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/netip"
-	"os"
 	"reflect"
 	"sync"
 	"testing"
@@ -18,24 +17,10 @@ import (
 	"github.com/sluice-project/sluice/report"
 )
 
-// referenceFiles reads the reference ruleset and its sets.
-func referenceFiles(tb testing.TB) (rulesText, setsText []byte) {
-	tb.Helper()
-	rulesText, err := os.ReadFile("testdata/reference.rules")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	setsText, err = os.ReadFile("testdata/reference.ipset")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return rulesText, setsText
-}
-
 // referenceProgramForTest compiles the reference ruleset at time 0.
 func referenceProgramForTest(tb testing.TB) *engine.Program {
 	tb.Helper()
-	rulesText, setsText := referenceFiles(tb)
+	rulesText, setsText := benchmix.ReferenceFiles(tb, "testdata")
 	return compileFiles(tb, "testdata/reference.rules", rulesText, "testdata/reference.ipset", setsText, 0)
 }
 
@@ -409,7 +394,7 @@ func (tc *trafficCase) compile(t *testing.T) *engine.Program {
 // random traffic through both rulesets, and the prefilter's ruleset,
 // whose set group times out during its 4 s.
 func trafficCasesForTest(t *testing.T) []trafficCase {
-	rulesText, setsText := referenceFiles(t)
+	rulesText, setsText := benchmix.ReferenceFiles(t, "testdata")
 	c := exampleCapture(t)
 	return []trafficCase{
 		{"reference", "testdata/reference.rules", "testdata/reference.ipset", rulesText, setsText,

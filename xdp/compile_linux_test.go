@@ -9,7 +9,6 @@ import (
 	"io"
 	"math/rand"
 	"net/netip"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -546,34 +545,13 @@ func TestCompileThousandsOfRules(t *testing.T) {
 // kernel's time per packet.
 func BenchmarkCompileRun(b *testing.B) {
 	testnet.RequireForTest(b)
-	spec, err := Compile(exampleSubset(b), nil, CompileOptions{InIface: "eth0"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	f, err := spec.Load()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
+	f := loadForTest(b, exampleSubset(b), nil, CompileOptions{InIface: "eth0"})
 	frames := exampleFrames(b)
 	sample := frames[:0:0]
 	for i := 0; i < len(frames); i += len(frames) / 64 {
 		sample = append(sample, frames[i])
 	}
-	const repeat = 10000
-	b.ResetTimer()
-	var total time.Duration
-	var n int
-	for i := 0; i < b.N; i++ {
-		fr := sample[i%len(sample)]
-		d, err := runRepeat(f.Program, fr, repeat)
-		if err != nil {
-			b.Fatal(err)
-		}
-		total += d
-		n++
-	}
-	b.ReportMetric(float64(total.Nanoseconds())/float64(n), "ns/packet")
+	benchRunForTest(b, f.Program, sample, 10000)
 }
 
 // BenchmarkCompileRunReference runs the engine's reference ruleset
@@ -584,34 +562,42 @@ func BenchmarkCompileRun(b *testing.B) {
 // includes the test run's own overhead (~37 ns, BenchmarkCompileRun).
 func BenchmarkCompileRunReference(b *testing.B) {
 	testnet.RequireForTest(b)
-	rulesText, err := os.ReadFile("../engine/testdata/reference.rules")
-	if err != nil {
-		b.Fatal(err)
-	}
-	setsText, err := os.ReadFile("../engine/testdata/reference.ipset")
-	if err != nil {
-		b.Fatal(err)
-	}
+	rulesText, setsText := benchmix.ReferenceFiles(b, "../engine/testdata")
 	rs, _ := benchmix.Ruleset(b, "reference.rules", rulesText, "reference.ipset", setsText, 0)
-	spec, err := Compile(rs, nil, CompileOptions{InIface: "eth0", XSKQueues: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	f, err := spec.Load()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
+	f := loadForTest(b, rs, nil, CompileOptions{InIface: "eth0", XSKQueues: 1})
 	mix := benchmix.Reference()
 	var sample [][]byte
 	for i := 0; i < len(mix); i += 20 {
 		sample = append(sample, mix[i])
 	}
-	const repeat = 2000
+	benchRunForTest(b, f.Program, sample, 2000)
+}
+
+// loadForTest compiles rs4 and rs6 with opts and loads the program, which
+// the test's cleanup closes.
+func loadForTest(tb testing.TB, rs4, rs6 *rules.Ruleset, opts CompileOptions) *Filter {
+	tb.Helper()
+	spec, err := Compile(rs4, rs6, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f, err := spec.Load()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { f.Close() })
+	return f
+}
+
+// benchRunForTest runs sample's frames in turn, b.N of them, each repeat
+// times through p with BPF_PROG_TEST_RUN, and reports the kernel's mean
+// time per run as ns/packet.
+func benchRunForTest(b *testing.B, p *ebpf.Program, sample [][]byte, repeat uint32) {
+	b.Helper()
 	b.ResetTimer()
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
-		d, err := runRepeat(f.Program, sample[i%len(sample)], repeat)
+		d, err := runRepeat(p, sample[i%len(sample)], repeat)
 		if err != nil {
 			b.Fatal(err)
 		}

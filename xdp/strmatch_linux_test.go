@@ -523,24 +523,8 @@ func BenchmarkStringExample(b *testing.B) {
 		rs   *rules.Ruleset
 	}{{"with-string", exampleWithStrings(b)}, {"subset", exampleSubset(b)}} {
 		b.Run(tc.name, func(b *testing.B) {
-			spec, err := Compile(tc.rs, nil, CompileOptions{InIface: "eth0"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			f, err := spec.Load()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer f.Close()
-			var total int64
-			for i := 0; i < b.N; i++ {
-				d, err := runRepeat(f.Program, sample[i%len(sample)], 10000)
-				if err != nil {
-					b.Fatal(err)
-				}
-				total += d.Nanoseconds()
-			}
-			b.ReportMetric(float64(total)/float64(b.N), "ns/packet")
+			f := loadForTest(b, tc.rs, nil, CompileOptions{InIface: "eth0"})
+			benchRunForTest(b, f.Program, sample, 10000)
 		})
 	}
 }

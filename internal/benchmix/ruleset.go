@@ -2,6 +2,8 @@ package benchmix
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/sluice-project/sluice/engine/ipset"
@@ -22,4 +24,20 @@ func Ruleset(tb testing.TB, rulesName string, rulesText []byte, setsName string,
 		tb.Fatal(err)
 	}
 	return rs, sets
+}
+
+// ReferenceFiles reads the reference ruleset and its sets
+// (reference.rules and reference.ipset) from dir: the engine's testdata
+// directory, as the calling test's package sees it.
+func ReferenceFiles(tb testing.TB, dir string) (rulesText, setsText []byte) {
+	tb.Helper()
+	rulesText, err := os.ReadFile(filepath.Join(dir, "reference.rules"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	setsText, err = os.ReadFile(filepath.Join(dir, "reference.ipset"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rulesText, setsText
 }

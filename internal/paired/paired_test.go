@@ -4,7 +4,6 @@ package paired
 
 import (
 	"io"
-	"os"
 	"testing"
 
 	"github.com/sluice-project/sluice/engine"
@@ -46,14 +45,7 @@ func turns(tb testing.TB, rulesName string, rulesText []byte, setsName string, s
 // (engine/bench_test.go), REV's engine as A against this tree's as B.
 func BenchmarkEngine(b *testing.B) {
 	b.Run("reference", func(b *testing.B) {
-		rulesText, err := os.ReadFile("../../engine/testdata/reference.rules")
-		if err != nil {
-			b.Fatal(err)
-		}
-		setsText, err := os.ReadFile("../../engine/testdata/reference.ipset")
-		if err != nil {
-			b.Fatal(err)
-		}
+		rulesText, setsText := benchmix.ReferenceFiles(b, "../../engine/testdata")
 		pkts := benchmix.Decode(packet.LinkEthernet, benchmix.Reference())
 		ta, tb := turns(b, "reference.rules", rulesText, "reference.ipset", setsText, pkts, 0)
 		benchmix.Paired(b, ta, tb)
