@@ -332,9 +332,6 @@ func (w *Worker) begin(fp *familyProgram, p *packet.Packet) {
 		}
 	}
 	trusted := cls != fp.noneCls && fp.skipTrusted
-	if !fp.skipTrusted {
-		dec = 0
-	}
 	row := fp.rows[cls]
 	w.dec = dec
 	cand := w.cand[:len(row)]

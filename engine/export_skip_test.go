@@ -14,6 +14,7 @@ func DisableSkip(pr *Program) {
 		fp.pf.on = false
 		for i := range fp.rules {
 			fp.rules[i].pbit = noPbit
+			fp.rules[i].dec = 0 // all-ones rows settle no match
 		}
 		for _, row := range fp.rows {
 			for i := range fp.rules {

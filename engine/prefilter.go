@@ -25,9 +25,9 @@ import (
 // ranges), the group's answer for its address, for hash:ip,port and
 // bitmap:port tests whether an element has its port, and for hash:ip,port
 // tests whether an element may have its address (a bit per hashed
-// address): bit b is set when the rule of bit b is certain to fail. Those rules are cleared from the packet's candidates
-// (program.go's skip rows), and the traversal passes over them as if it
-// had evaluated them.
+// address): bit b is set when the rule of bit b is certain to fail. Those
+// rules are cleared from the packet's candidates (program.go's skip
+// rows), and the traversal passes over them as if it had evaluated them.
 //
 // That is exact, not a heuristic: a test takes part only if every match
 // before it in its rule is of a kind that neither changes state nor
@@ -97,8 +97,9 @@ type addrDim struct {
 
 const topSplit = 1 << 15
 
-// maxAddrBounds caps an address dimension's intervals: a lookup is a
-// binary search over them. Rules past the cap keep their address test.
+// maxAddrBounds caps an address dimension's intervals: a lookup of an
+// address in a /8 where several start scans them. Rules past the cap keep
+// their address test.
 const maxAddrBounds = 64
 
 // addrTest is an address interval a rule's packets must fall in (or, if
