@@ -259,3 +259,12 @@ func (m *Matcher) GroupTest4() (t GroupTest4, ok bool) {
 
 // GroupLookup4 is the memo entry of the matcher's group for address a.
 func (m *Matcher) GroupLookup4(a uint32) uint32 { return m.group.marked(a) }
+
+// GroupLookup4Batch is GroupLookup4 for every address of addrs into out,
+// with lookupBatch's overlapped misses.
+func (m *Matcher) GroupLookup4Batch(addrs, out []uint32) {
+	m.group.t.lookupBatch(addrs, out)
+	for k := range addrs {
+		out[k] |= groupLooked
+	}
+}

@@ -328,3 +328,121 @@ func (s *Set) finishNet() {
 	s.net4 = newLPM4(ps, lpm4First(len(ps)))
 	s.nets = nil
 }
+
+// lookupBatch sets out[k] = lookup(ips[k]) for every k (out is at least
+// as long as ips). Under a flood of random addresses each lookup misses
+// the caches once or twice, and lookup one address at a time waits for
+// each miss in turn: the branch on a missed entry (a node or not?)
+// stalls everything after it. lookupBatch goes in stages over up to
+// batchChunk addresses, each stage a tight loop whose loads do not depend
+// on each other, so the misses of different addresses overlap:
+//
+//  1. the zero bitmap and the first-level entry, both loaded without a
+//     branch on either; addresses that go on to a node are listed;
+//  2. each listed node's bitmap word and ranks (one cache line);
+//  3. the run value that word selects, which may sit on the next line.
+//
+// An address whose value is a deeper node (a prefix longer than
+// first+8 under it) finishes with lookup's loop from there.
+func (t *lpm4) lookupBatch(ips, out []uint32) {
+	var st lpmStages
+	for len(ips) > 0 {
+		n := min(len(ips), batchChunk)
+		in, res := ips[:n], out[:n]
+		np := t.stage1(in, res, &st)
+		if t.zeroSplit != nil {
+			np = t.splitZeros(in, np, &st)
+		}
+		t.stage2(in, st.pend[:np], &st)
+		t.stage3(in, res, st.pend[:np], &st)
+		ips, out = ips[n:], out[n:]
+	}
+}
+
+// lpmStages carries lookupBatch's addresses from stage to stage; each
+// stage is a function of its own so that the compiler keeps its loop in
+// registers.
+type lpmStages struct {
+	pend [batchChunk]uint8  // the addresses that go on to a node
+	ref  [batchChunk]uint32 // their first-level entry, then their value
+	bm   [batchChunk]uint64 // their node's bitmap word
+	rank [batchChunk]uint32 // and the rank before it
+}
+
+// stage1 sets res[k] from the zero bitmap and first level, both loaded
+// without a branch on either, and lists the addresses that go on to a
+// node. It returns how many.
+func (t *lpm4) stage1(in, res []uint32, st *lpmStages) int {
+	top, zero, zmask := t.top, t.zeroTop, uint32(1<<14-1)
+	if zero == nil {
+		// One zero word: every /20 "covered", the check a no-op.
+		zero, zmask = noZero20[:], 0
+	}
+	topShift := 32 - uint32(t.first)
+	np := 0
+	for k, ip := range in {
+		e := top[ip>>topShift]
+		z := uint32(zero[ip>>18&zmask]>>(ip>>12&63)) & 1
+		// res[k] is e unless the /20 is uncovered or e is a node; the
+		// address is listed when it goes on to a node.
+		c := e >> 31 // lpmChild
+		res[k] = e & ((z | c) - 1)
+		st.pend[np&(batchChunk-1)], st.ref[np&(batchChunk-1)] = uint8(k), e
+		np += int(c &^ z)
+	}
+	return np
+}
+
+// splitZeros drops the listed addresses whose /20 the zeroSplit bitmap
+// says is uncovered (rare: see newLPM4).
+func (t *lpm4) splitZeros(in []uint32, np int, st *lpmStages) int {
+	m := 0
+	for i := range np {
+		ip := in[st.pend[i]]
+		if t.zeroSplit[ip>>18]>>(ip>>12&63)&1 == 0 {
+			st.pend[m], st.ref[m] = st.pend[i], st.ref[i]
+			m++
+		}
+	}
+	return m
+}
+
+// stage2 loads each listed node's bitmap word and the ranks before it.
+func (t *lpm4) stage2(in []uint32, pend []uint8, st *lpmStages) {
+	nodes, shift := t.nodes, 24-uint32(t.first)
+	for i, k := range pend {
+		pos := in[k] >> shift & 255
+		nd := nodes[st.ref[i&(batchChunk-1)]&^lpmChild:]
+		w := pos >> 6
+		st.bm[i&(batchChunk-1)] = uint64(nd[2*w]) | uint64(nd[2*w+1])<<32
+		st.rank[i&(batchChunk-1)] = nd[8] >> (8 * w) & 255
+	}
+}
+
+// stage3 loads the run value each bitmap word selects into res, going
+// deeper (lookup's loop) where that value is a node.
+func (t *lpm4) stage3(in, res []uint32, pend []uint8, st *lpmStages) {
+	nodes, shift := t.nodes, 24-uint32(t.first)
+	for i, k := range pend {
+		pos := in[k] >> shift & 255
+		j := i & (batchChunk - 1)
+		r := st.rank[j] + uint32(bits.OnesCount64(st.bm[j]&(2<<(pos&63)-1)))
+		st.ref[j] = nodes[st.ref[j]&^lpmChild+lpmNodeHead-1+r]
+	}
+	for i, k := range pend {
+		e := st.ref[i&(batchChunk-1)]
+		if e&lpmChild != 0 {
+			ip := in[k]
+			for s := shift - 8; e&lpmChild != 0; s -= 8 {
+				e = t.entry(e, ip>>s&255)
+			}
+		}
+		res[k] = e
+	}
+}
+
+// batchChunk is how many addresses lookupBatch takes per stage.
+const batchChunk = 64
+
+// noZero20 stands for a table without a zeroTop bitmap in lookupBatch.
+var noZero20 [1]uint64

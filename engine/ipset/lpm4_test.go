@@ -91,10 +91,29 @@ func probeAddrs(rng *rand.Rand, ps []refPrefix, n int) []uint32 {
 	return out
 }
 
+// TestLPM4Differential checks lookup against refTest, and lookupBatch
+// against lookup, on every first-level width and both zero bitmaps.
 func TestLPM4Differential(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	for _, n := range []int{1, 20, 700, 3000} {
-		ps := randRefPrefixes(rng, n)
+	var zeroTop, zeroSplit bool
+	defer func() {
+		if !zeroTop || !zeroSplit {
+			t.Errorf("the tables had no zeroTop (%v) or no zeroSplit (%v) bitmap", zeroTop, zeroSplit)
+		}
+	}()
+	for _, n := range []int{1, 20, 700, 3000, -1} {
+		var ps []refPrefix
+		if n > 0 {
+			ps = randRefPrefixes(rng, n)
+		} else {
+			// Most of the space covered (0/1 and a /8), and /24s
+			// scattered over the rest: first 16 gets a zeroSplit
+			// bitmap.
+			ps = []refPrefix{{addr: 0, len: 1}, {addr: 0x80000000, len: 8}}
+			for range 300 {
+				ps = append(ps, refPrefix{addr: (0x81000000 + rng.Uint32()%0x7f000000) &^ 255, len: 24, nomatch: rng.IntN(4) == 0})
+			}
+		}
 		in := make([]lpmPrefix, len(ps))
 		for i, p := range ps {
 			in[i] = lpmPrefix{addr: p.addr, len: p.len, val: netRef(int32(i), p.nomatch)}
@@ -103,6 +122,15 @@ func TestLPM4Differential(t *testing.T) {
 		addrs := probeAddrs(rng, ps, 20000)
 		for _, first := range []uint8{8, 16, 24} {
 			tb := newLPM4(in, first)
+			zeroTop = zeroTop || tb.zeroTop != nil
+			zeroSplit = zeroSplit || tb.zeroSplit != nil
+			batch := make([]uint32, len(addrs))
+			tb.lookupBatch(addrs, batch)
+			for k, ip := range addrs {
+				if r := tb.lookup(ip); batch[k] != r {
+					t.Fatalf("n=%d first=%d %s: lookupBatch %#x, lookup %#x", n, first, addr4(ip), batch[k], r)
+				}
+			}
 			for _, ip := range addrs {
 				want := refTest(ps, ip, 0)
 				got := 0

@@ -14,8 +14,9 @@ import (
 	"github.com/sluice-project/sluice/pcapio"
 )
 
-// turns returns the Turns of REV's engine (A) and this tree's (B) on pkts.
-func turns(tb testing.TB, rulesName string, rulesText []byte, setsName string, setsText []byte, pkts []packet.Packet, t0 int64) (a, b benchmix.Turn) {
+// turns returns the Turns of REV's engine (A) and this tree's (B) on
+// pkts: Process a packet at a time, or ProcessBatch when batch.
+func turns(tb testing.TB, rulesName string, rulesText []byte, setsName string, setsText []byte, pkts []packet.Packet, t0 int64, batch bool) (a, b benchmix.Turn) {
 	tb.Helper()
 	rs, sets := benchmix.Ruleset(tb, rulesName, rulesText, setsName, setsText, t0)
 	pa, err := base.Compile(base.Config{Rules4: rs, HZ: 250, InIface: "eth0"}, base.NewState(sets, 250), t0)
@@ -28,6 +29,13 @@ func turns(tb testing.TB, rulesName string, rulesText []byte, setsName string, s
 		tb.Fatal(err)
 	}
 	wa, wb := pa.NewWorker(), pb.NewWorker()
+	if batch {
+		var va [engine.MaxBatch]base.Verdict
+		var vb [engine.MaxBatch]engine.Verdict
+		a = batched(pkts, t0, func(ps []*packet.Packet, nows []int64) { wa.ProcessBatch(ps, nows, va[:], nil) })
+		b = batched(pkts, t0, func(ps []*packet.Packet, nows []int64) { wb.ProcessBatch(ps, nows, vb[:], nil) })
+		return a, b
+	}
 	a = func(i0 int) {
 		for i := i0; i < i0+benchmix.Slice; i++ {
 			wa.Process(&pkts[i%len(pkts)], t0+int64(i)*1000)
@@ -41,37 +49,73 @@ func turns(tb testing.TB, rulesName string, rulesText []byte, setsName string, s
 	return a, b
 }
 
+// batched is a Turn that judges its slice with process, MaxBatch
+// packets at a time, as benchProcessBatch does.
+func batched(pkts []packet.Packet, t0 int64, process func([]*packet.Packet, []int64)) benchmix.Turn {
+	ps := make([]*packet.Packet, engine.MaxBatch)
+	nows := make([]int64, engine.MaxBatch)
+	return func(i0 int) {
+		for i := i0; i < i0+benchmix.Slice; i += engine.MaxBatch {
+			for k := range ps {
+				ps[k], nows[k] = &pkts[(i+k)%len(pkts)], t0+int64(i+k)*1000
+			}
+			process(ps, nows)
+		}
+	}
+}
+
 // BenchmarkEngine is BenchmarkEngineReference and BenchmarkEngineExample1M
 // (engine/bench_test.go), REV's engine as A against this tree's as B.
 func BenchmarkEngine(b *testing.B) {
 	b.Run("reference", func(b *testing.B) {
 		rulesText, setsText := benchmix.ReferenceFiles(b, "../../engine/testdata")
 		pkts := benchmix.Decode(packet.LinkEthernet, benchmix.Reference())
-		ta, tb := turns(b, "reference.rules", rulesText, "reference.ipset", setsText, pkts, 0)
+		ta, tb := turns(b, "reference.rules", rulesText, "reference.ipset", setsText, pkts, 0, false)
 		benchmix.Paired(b, ta, tb)
 	})
-	b.Run("example1M", func(b *testing.B) {
-		r, err := pcapio.NewReader(examples.Capture())
+	// The example with 1M sources, a packet at a time and with
+	// ProcessBatch (as replay, bench engine and the AF_XDP workers run
+	// it): the capture is decoded once for both.
+	var (
+		pkts []packet.Packet
+		t0   int64
+	)
+	for _, batch := range []bool{false, true} {
+		name := "example1M"
+		if batch {
+			name = "example1MBatch"
+		}
+		b.Run(name, func(b *testing.B) {
+			if pkts == nil {
+				pkts, t0 = millionForTest(b)
+			}
+			ta, tb := turns(b, examples.Rules4Name, examples.Rules4, examples.SetsName, examples.Sets, pkts, t0, batch)
+			benchmix.Paired(b, ta, tb)
+		})
+	}
+}
+
+// millionForTest is the example capture with 1M distinct random sources,
+// decoded, and the capture's first timestamp.
+func millionForTest(tb testing.TB) ([]packet.Packet, int64) {
+	r, err := pcapio.NewReader(examples.Capture())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var frames [][]byte
+	var t0 int64
+	for {
+		f, _, ts, err := r.Next()
+		if err == io.EOF {
+			break
+		}
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
-		var frames [][]byte
-		var t0 int64
-		for {
-			f, _, ts, err := r.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			if frames == nil {
-				t0 = ts
-			}
-			frames = append(frames, append([]byte(nil), f...))
+		if frames == nil {
+			t0 = ts
 		}
-		pkts := benchmix.Decode(r.Link(), benchmix.RandomSources(r.Link(), frames, 1<<20))
-		ta, tb := turns(b, examples.Rules4Name, examples.Rules4, examples.SetsName, examples.Sets, pkts, t0)
-		benchmix.Paired(b, ta, tb)
-	})
+		frames = append(frames, append([]byte(nil), f...))
+	}
+	return benchmix.Decode(r.Link(), benchmix.RandomSources(r.Link(), frames, 1<<20)), t0
 }
