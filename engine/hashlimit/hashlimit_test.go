@@ -645,3 +645,79 @@ func TestHashKeySpreads(t *testing.T) {
 		})
 	}
 }
+
+// checkTagsForTest fails unless every entry's tag bit is set in its
+// bucket's tags: a clear bit lets Match skip the chain, so a missing one
+// would make a known flow new again.
+func checkTagsForTest(t *testing.T, ht *htable) {
+	t.Helper()
+	for b := range ht.buckets {
+		for i := ht.buckets[b]; i != nilIdx; i = ht.lnk(i).next {
+			if h := ht.lnk(i).hash; ht.tags[b]&tagBit(h) == 0 {
+				t.Fatalf("bucket %d: entry %d (hash %#x) not in tags %016b", b, i, h, ht.tags[b])
+			}
+		}
+	}
+}
+
+// TestTagsCoverChains: the bucket tags cover every chain through
+// inserts, expiry and gc, and evictions, under both full policies, and
+// they clear again once gc has emptied the table.
+func TestTagsCoverChains(t *testing.T) {
+	for _, pol := range []FullPolicy{FullDrop, FullEvictOldest} {
+		c := configForTest(t, "tags", "10/s", 5, HashSrcIP)
+		c.Size, c.Max = 64, 300 // 512 buckets: chains of several entries
+		c.Expire, c.GCInterval = 1000, 1000
+		tb, _ := NewRegistry(hz).Get(c, 0)
+		tb.SetFullPolicy(pol)
+		ht := tb.ht
+		p := udpForTest("10.0.0.1", "10.0.0.9", 1, 2)
+		x := uint32(7)
+		for i := range 20000 {
+			x = xorshiftForTest(x)
+			// 2,048 sources: flows repeat, expire and come back.
+			p.Src = netip.AddrFrom4([4]byte{10, 1, byte(x >> 8 & 7), byte(x)})
+			tb.Match(p, uint64(i/8))
+			if i%997 == 0 {
+				checkTagsForTest(t, ht)
+			}
+		}
+		checkTagsForTest(t, ht)
+		if _, _, fd, ev := tb.Stats(); fd+ev == 0 {
+			t.Errorf("policy %d: the table was never full", pol)
+		}
+		tb.GC(20000/8 + 1000)
+		if n, _, _, _ := tb.Stats(); n != 0 {
+			t.Fatalf("policy %d: %d entries left after gc", pol, n)
+		}
+		for b, tags := range ht.tags {
+			if tags != 0 {
+				t.Fatalf("policy %d: bucket %d of an empty table keeps tags %016b", pol, b, tags)
+			}
+		}
+	}
+}
+
+// BenchmarkFloodFullNewSources is the spoofed flood's steady state: the
+// table (the kernel's default 65,536 entries) is full, no entry expires,
+// and every packet comes from a source never seen (FullDrop: hotdrop).
+func BenchmarkFloodFullNewSources(b *testing.B) {
+	c := configForTest(b, "bench", "10/s", 5, HashSrcIP)
+	c.Size, c.Max = 8192, 65536
+	tb, _ := NewRegistry(hz).Get(c, 0)
+	p := udpForTest("10.0.0.1", "10.0.0.9", 1, 2)
+	for i := range uint32(c.Max) {
+		p.Src = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		tb.Match(p, 0)
+	}
+	x := uint32(1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		x = xorshiftForTest(x)
+		p.Src = netip.AddrFrom4([4]byte{11 + byte(x>>24)%200, byte(x >> 16), byte(x >> 8), byte(x)})
+		if _, hot := tb.Match(p, 0); !hot {
+			b.Fatal("a new source in a full table was not dropped")
+		}
+	}
+}
