@@ -82,13 +82,13 @@ type stripe struct {
 
 // htable is struct xt_hashlimit_htable: shared by every rule naming it.
 type htable struct {
-	cfg      Config // the creating rule's, after Defaults
-	mode     uint32
-	k        consts
-	expireJ  uint64
-	gcJ      uint64
-	seed     [6]uint64 // hashKey's, random per table
-	buckets  []int32
+	cfg     Config // the creating rule's, after Defaults
+	mode    uint32
+	k       consts
+	expireJ uint64
+	gcJ     uint64
+	seed    [6]uint64 // hashKey's, random per table
+	buckets []int32
 	// tags[b] has bit tagBit(h) set for the hash h of every entry in
 	// bucket b's chain (and maybe more, after removals until the chain
 	// is next rebuilt); guarded by the bucket's stripe lock like the
