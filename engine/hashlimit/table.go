@@ -89,15 +89,14 @@ type htable struct {
 	gcJ     uint64
 	seed    [6]uint64 // hashKey's, random per table
 	buckets []int32
-	// tags[b] has bit tagBit(h) set for the hash h of every entry in
-	// bucket b's chain (and maybe more, after removals until the chain
-	// is next rebuilt); guarded by the bucket's stripe lock like the
-	// chain. A key whose bit is clear is not in the table, found from a
-	// byte: under a flood of new (spoofed) sources into a full table,
-	// most lookups end there instead of at two cache misses, the bucket
-	// head and its first link (1 MiB with the links, for the kernel's
-	// default 65,536 entries; the tags take 128 KiB and let 94% of new
-	// keys through without the chain).
+	// tags[b] is the union of tagBit(h) over the hashes h of bucket b's
+	// chain, kept with the chain under its stripe lock (set on insert,
+	// recomputed when entries leave). A key whose bit is clear is not in
+	// the table: under a flood of new (spoofed) sources into a full
+	// table, most lookups end at these two bytes instead of at two cache
+	// misses, the bucket head and its first link (768 KiB of them for the
+	// kernel's default 65,536 entries, against 128 KiB of tags, which
+	// send 6% of new keys on to the chain).
 	tags     []uint16
 	bmask    uint32
 	stripes  []stripe
@@ -233,7 +232,9 @@ func (t *Table) SetFullPolicy(p FullPolicy) {
 	}
 }
 
-// Stats reports the table's size and how often it was full.
+// Stats reports the table's size and how often it was full. It takes
+// every stripe's lock in turn (the drop counts live there): call it at
+// scrape time, not per packet.
 func (t *Table) Stats() (entries, max int, fullDrops, evictions uint64) {
 	ht := t.ht
 	ht.mu.Lock()
