@@ -244,3 +244,60 @@ func TestHashNetDifferential(t *testing.T) {
 		}
 	}
 }
+
+// FuzzLPM4 checks lookup against refTest, and lookupBatch against lookup,
+// on prefixes and addresses from the fuzzer's bytes: 5 bytes a prefix
+// (address, length), then 4 bytes an address.
+func FuzzLPM4(f *testing.F) {
+	f.Add([]byte{10, 0, 0, 0, 8, 10, 1, 0, 0, 16, 10, 1, 2, 0, 24, 10, 1, 2, 3, 10, 9, 9, 9}, uint8(16), uint8(3))
+	f.Add([]byte{0, 0, 0, 0, 1, 128, 0, 0, 0, 8, 129, 1, 1, 0, 24, 129, 1, 1, 7, 200, 1, 1, 1}, uint8(16), uint8(2))
+	f.Fuzz(func(t *testing.T, data []byte, first, nprefix uint8) {
+		// 8 and 16 bits: a first level of 24 bits takes 64 MiB and a scan
+		// of its 2^20 /20 blocks per input (TestLPM4Differential covers it).
+		first = 8 + 8*(first&1)
+		seen := map[uint64]bool{}
+		var ps []refPrefix
+		for len(data) >= 5 && len(ps) < int(nprefix) {
+			l := data[4] % 33
+			a := uint32(data[0])<<24 | uint32(data[1])<<16 | uint32(data[2])<<8 | uint32(data[3])
+			a &= mask4(l)
+			if k := uint64(a)<<8 | uint64(l); !seen[k] {
+				seen[k] = true
+				ps = append(ps, refPrefix{addr: a, len: l, nomatch: data[4]&0x80 != 0})
+			}
+			data = data[5:]
+		}
+		var addrs []uint32
+		for ; len(data) >= 4; data = data[4:] {
+			addrs = append(addrs, uint32(data[0])<<24|uint32(data[1])<<16|uint32(data[2])<<8|uint32(data[3]))
+		}
+		for _, p := range ps {
+			// Each prefix's edges and neighbours too.
+			addrs = append(addrs, p.addr, p.addr|^mask4(p.len), p.addr-1, (p.addr|^mask4(p.len))+1)
+		}
+		in := make([]lpmPrefix, len(ps))
+		for i, p := range ps {
+			in[i] = lpmPrefix{addr: p.addr, len: p.len, val: netRef(int32(i), p.nomatch)}
+		}
+		sortPrefixes4(in)
+		tb := newLPM4(in, first)
+		batch := make([]uint32, len(addrs))
+		tb.lookupBatch(addrs, batch)
+		for k, ip := range addrs {
+			r := tb.lookup(ip)
+			if batch[k] != r {
+				t.Fatalf("first=%d %s: lookupBatch %#x, lookup %#x", first, addr4(ip), batch[k], r)
+			}
+			got := 0
+			if r != 0 {
+				got = 1
+				if (r-1)&1 != 0 {
+					got = -1
+				}
+			}
+			if want := refTest(ps, ip, 0); got != want {
+				t.Fatalf("first=%d %s: lookup %d, reference %d", first, addr4(ip), got, want)
+			}
+		}
+	})
+}
