@@ -64,8 +64,9 @@ func batched(pkts []packet.Packet, t0 int64, process func([]*packet.Packet, []in
 	}
 }
 
-// BenchmarkEngine is BenchmarkEngineReference and BenchmarkEngineExample1M
-// (engine/bench_test.go), REV's engine as A against this tree's as B.
+// BenchmarkEngine is BenchmarkEngineReference, BenchmarkEngineExample1M
+// and BenchmarkEngineExample1MBatch (engine/bench_test.go), REV's engine
+// as A against this tree's as B.
 func BenchmarkEngine(b *testing.B) {
 	b.Run("reference", func(b *testing.B) {
 		rulesText, setsText := benchmix.ReferenceFiles(b, "../../engine/testdata")
