@@ -2,18 +2,15 @@ package engine_test
 
 import (
 	"encoding/binary"
-	"io"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
-	"sync"
 	"testing"
 
 	"github.com/sluice-project/sluice/engine"
 	"github.com/sluice-project/sluice/examples"
 	"github.com/sluice-project/sluice/internal/benchmix"
 	"github.com/sluice-project/sluice/packet"
-	"github.com/sluice-project/sluice/pcapio"
 	"github.com/sluice-project/sluice/report"
 )
 
@@ -55,40 +52,11 @@ type capture struct {
 	link   packet.LinkType
 }
 
-var (
-	exampleOnce sync.Once
-	exampleCap  capture
-	exampleErr  error
-)
-
-// exampleCapture reads the built-in example capture once, copying each
-// frame (the reader reuses its buffer).
+// exampleCapture is the built-in example capture (benchmix.ExampleCapture).
 func exampleCapture(tb testing.TB) capture {
 	tb.Helper()
-	exampleOnce.Do(func() {
-		r, err := pcapio.NewReader(examples.Capture())
-		if err != nil {
-			exampleErr = err
-			return
-		}
-		exampleCap.link = r.Link()
-		for {
-			f, _, ts, err := r.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				exampleErr = err
-				return
-			}
-			exampleCap.frames = append(exampleCap.frames, append([]byte(nil), f...))
-			exampleCap.ts = append(exampleCap.ts, ts)
-		}
-	})
-	if exampleErr != nil {
-		tb.Fatal(exampleErr)
-	}
-	return exampleCap
+	e := benchmix.ExampleCapture(tb)
+	return capture{frames: e.Frames, ts: e.TS, link: e.Link}
 }
 
 // TestZeroAllocs: Worker.Process allocates nothing on the example
@@ -192,19 +160,9 @@ func BenchmarkEngineReferenceBatch(b *testing.B) {
 	benchProcessBatch(b, pr, benchmix.Decode(packet.LinkEthernet, benchmix.Reference()), 0)
 }
 
-var (
-	millionOnce sync.Once
-	million     []packet.Packet
-)
-
 // millionForTest is the example capture's frames with 1M distinct
 // random sources, decoded once per test binary.
-func millionForTest(c capture) []packet.Packet {
-	millionOnce.Do(func() {
-		million = benchmix.Decode(c.link, benchmix.RandomSources(c.link, c.frames, 1<<20))
-	})
-	return million
-}
+func millionForTest(tb testing.TB) []packet.Packet { return benchmix.ExampleMillion(tb) }
 
 // exampleProgramForTest compiles the example ruleset at the capture's
 // first timestamp.
@@ -215,7 +173,7 @@ func exampleProgramForTest(tb testing.TB, c capture) *engine.Program {
 
 func BenchmarkEngineExample1M(b *testing.B) {
 	c := exampleCapture(b)
-	benchProcess(b, exampleProgramForTest(b, c), millionForTest(c), c.ts[0])
+	benchProcess(b, exampleProgramForTest(b, c), millionForTest(b), c.ts[0])
 }
 
 // BenchmarkEngineFloor1M is BenchmarkEngineFloor for the example
@@ -225,12 +183,12 @@ func BenchmarkEngineFloor1M(b *testing.B) {
 	c := exampleCapture(b)
 	const text = "*raw\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"
 	pr := compileFiles(b, "floor.rules", []byte(text), "floor.ipset", nil, c.ts[0])
-	benchProcess(b, pr, millionForTest(c), c.ts[0])
+	benchProcess(b, pr, millionForTest(b), c.ts[0])
 }
 
 func BenchmarkEngineExample1MBatch(b *testing.B) {
 	c := exampleCapture(b)
-	benchProcessBatch(b, exampleProgramForTest(b, c), millionForTest(c), c.ts[0])
+	benchProcessBatch(b, exampleProgramForTest(b, c), millionForTest(b), c.ts[0])
 }
 
 func BenchmarkDecodeAndProcess(b *testing.B) {

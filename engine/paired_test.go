@@ -23,7 +23,7 @@ func BenchmarkPaired(b *testing.B) {
 	ref := func() *engine.Program { return referenceProgramForTest(b) }
 	ex := func() *engine.Program { return exampleProgramForTest(b, c) }
 	refPkts := func() []packet.Packet { return benchmix.Decode(packet.LinkEthernet, benchmix.Reference()) }
-	exPkts := func() []packet.Packet { return millionForTest(c) }
+	exPkts := func() []packet.Packet { return millionForTest(b) }
 	for _, tc := range []struct {
 		name    string
 		prog    func() *engine.Program

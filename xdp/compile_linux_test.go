@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand"
 	"net/netip"
 	"reflect"
@@ -23,28 +22,18 @@ import (
 	"github.com/sluice-project/sluice/internal/benchmix"
 	"github.com/sluice-project/sluice/internal/testnet"
 	"github.com/sluice-project/sluice/packet"
-	"github.com/sluice-project/sluice/pcapio"
 	"github.com/sluice-project/sluice/report"
 	"github.com/sluice-project/sluice/rules"
 )
 
-// exampleFrames returns the built-in capture's frames.
+// exampleFrames returns a copy of the built-in capture's frames
+// (benchmix.ExampleCapture), which the caller may change.
 func exampleFrames(t testing.TB) [][]byte {
 	t.Helper()
-	r, err := pcapio.NewReader(examples.Capture())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var frames [][]byte
-	for {
-		f, _, _, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		frames = append(frames, append([]byte(nil), f...))
+	shared := benchmix.ExampleCapture(t).Frames
+	frames := make([][]byte, len(shared))
+	for i, f := range shared {
+		frames[i] = append([]byte(nil), f...)
 	}
 	return frames
 }

@@ -3,7 +3,6 @@
 package paired
 
 import (
-	"io"
 	"testing"
 
 	"github.com/sluice-project/sluice/engine"
@@ -11,7 +10,6 @@ import (
 	"github.com/sluice-project/sluice/internal/benchmix"
 	base "github.com/sluice-project/sluice/internal/paired/base"
 	"github.com/sluice-project/sluice/packet"
-	"github.com/sluice-project/sluice/pcapio"
 )
 
 // turns returns the Turns of REV's engine (A) and this tree's (B) on
@@ -88,35 +86,10 @@ func BenchmarkEngine(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			if pkts == nil {
-				pkts, t0 = millionForTest(b)
+				pkts, t0 = benchmix.ExampleMillion(b), benchmix.ExampleCapture(b).TS[0]
 			}
 			ta, tb := turns(b, examples.Rules4Name, examples.Rules4, examples.SetsName, examples.Sets, pkts, t0, batch)
 			benchmix.Paired(b, ta, tb)
 		})
 	}
-}
-
-// millionForTest is the example capture with 1M distinct random sources,
-// decoded, and the capture's first timestamp.
-func millionForTest(tb testing.TB) ([]packet.Packet, int64) {
-	r, err := pcapio.NewReader(examples.Capture())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var frames [][]byte
-	var t0 int64
-	for {
-		f, _, ts, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if frames == nil {
-			t0 = ts
-		}
-		frames = append(frames, append([]byte(nil), f...))
-	}
-	return benchmix.Decode(r.Link(), benchmix.RandomSources(r.Link(), frames, 1<<20)), t0
 }
